@@ -1,0 +1,222 @@
+//! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics` and `/api/status`.
+//!
+//! [`Status`] is also what `sluice status` reads back, so the CLI and the server share one
+//! type.
+
+use std::{
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// What `/api/status` reports.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    /// sluice's version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// The broker sluice uses.
+    pub broker: BrokerStatus,
+    /// Declared topics and topics that triggers read.
+    pub topics: Vec<TopicStatus>,
+}
+
+/// The broker as last seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BrokerStatus {
+    /// `embedded` or `external`.
+    pub mode: String,
+    /// Bootstrap servers.
+    pub bootstrap: String,
+    /// Storage of the embedded broker (`sqlite` or `memory`).
+    pub storage: Option<String>,
+    /// The embedded broker's database file, when durable.
+    pub database: Option<String>,
+    /// Whether the last look at the broker succeeded.
+    pub reachable: bool,
+    /// Why it did not, when it did not.
+    pub error: Option<String>,
+}
+
+/// One topic as last seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TopicStatus {
+    /// Name.
+    pub name: String,
+    /// Partitions on the broker (0 when the topic is missing).
+    pub partitions: usize,
+    /// Records retained.
+    pub records: i64,
+}
+
+/// Shared state behind the admin routes.
+#[derive(Debug)]
+pub struct AdminState {
+    metrics: Arc<Metrics>,
+    status: RwLock<Status>,
+    ready: AtomicBool,
+    started: Instant,
+}
+
+impl AdminState {
+    /// State for a process that started now and is not ready yet.
+    pub fn new(metrics: Arc<Metrics>, status: Status) -> Self {
+        Self {
+            metrics,
+            status: RwLock::new(status),
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+        }
+    }
+
+    /// Marks the process ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `/readyz` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Changes the status report in place.
+    pub fn update_status(&self, change: impl FnOnce(&mut Status)) {
+        // A panic while holding the lock cannot leave the report half-written in a way that
+        // matters, so a poisoned lock is used as it is.
+        let mut status = self.status.write().unwrap_or_else(|e| e.into_inner());
+        change(&mut status);
+    }
+
+    /// The current status report.
+    pub fn status(&self) -> Status {
+        let mut status = self
+            .status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        status.uptime_seconds = self.started.elapsed().as_secs();
+        status
+    }
+
+    /// The metrics this process exports.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// The admin routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(status))
+        .with_state(state)
+}
+
+/// Serves the admin routes until `cancel` fires.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AdminState>,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    if state.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics().encode(),
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<Arc<AdminState>>) -> Json<Status> {
+    Json(state.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let code = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (code, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_state() {
+        let state = Arc::new(AdminState::new(Arc::default(), Status::default()));
+        let (code, _) = get(router(state.clone()), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        state.set_ready(true);
+        let (code, body) = get(router(state.clone()), "/readyz").await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, "ready\n"));
+        let (code, body) = get(router(state), "/healthz").await;
+        assert_eq!((code, body.as_str()), (StatusCode::OK, "ok\n"));
+    }
+
+    #[tokio::test]
+    async fn status_and_metrics_render() {
+        let state = Arc::new(AdminState::new(Arc::default(), Status::default()));
+        state.update_status(|s| {
+            s.broker.mode = "embedded".into();
+            s.topics.push(TopicStatus {
+                name: "orders".into(),
+                partitions: 4,
+                records: 7,
+            });
+        });
+        state.metrics().broker_up.set(1);
+        let (code, body) = get(router(state.clone()), "/api/status").await;
+        assert_eq!(code, StatusCode::OK);
+        let status: Status = serde_json::from_str(&body).unwrap();
+        assert_eq!(status.broker.mode, "embedded");
+        assert_eq!(status.topics[0].records, 7);
+        let (code, body) = get(router(state), "/metrics").await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(body.contains("sluice_broker_up 1"), "{body}");
+    }
+}

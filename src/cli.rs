@@ -1,0 +1,273 @@
+//! The command line: argument definitions and one function per subcommand.
+
+mod consume;
+mod produce;
+mod status;
+mod topics;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing::info;
+
+use crate::{
+    app::{AppError, RunOptions, Running},
+    config::{self, Config, ConfigError, Storage},
+    kafka::{ClientError, Kafka},
+    shutdown,
+};
+
+/// Exit code for a bad configuration or bad usage (`EX_USAGE`).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// The config file read when `-c` is not given, if it exists.
+pub const DEFAULT_CONFIG: &str = "sluice.yaml";
+
+/// sluice connects Kafka topics to functions.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file (default: ./sluice.yaml when it exists, else built-in defaults).
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers (default: the config's broker, or 127.0.0.1:9092).
+    #[arg(
+        short = 'b',
+        long = "bootstrap-server",
+        global = true,
+        value_name = "HOST:PORT"
+    )]
+    pub bootstrap: Option<String>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run sluice: the broker (embedded unless configured), topics and the admin endpoints.
+    Up(UpArgs),
+    /// Run only the embedded broker (and create the declared topics).
+    Broker(BrokerArgs),
+    /// Check a config file and list every problem in it.
+    Validate,
+    /// Produce records: stdin lines by default, or generated ones with --count.
+    Produce(produce::ProduceArgs),
+    /// Consume records and print them.
+    Consume(consume::ConsumeArgs),
+    /// List, create and describe topics.
+    Topics {
+        /// What to do with topics.
+        #[command(subcommand)]
+        command: topics::TopicsCommand,
+    },
+    /// Show a running sluice's status.
+    Status(status::StatusArgs),
+}
+
+/// Overrides of the embedded broker's settings.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// Address the embedded broker listens on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Storage of the embedded broker.
+    #[arg(long, value_enum)]
+    pub storage: Option<StorageArg>,
+    /// Directory for durable state.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How long a graceful stop may take before it is forced.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+/// Arguments of `sluice up`.
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Embedded broker overrides.
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+    /// Address of the admin endpoints.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// Storage choices on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageArg {
+    /// Durable, under the data directory.
+    Sqlite,
+    /// In memory; gone at exit.
+    Memory,
+}
+
+/// Why a command failed. Each maps to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The config file is missing or wrong.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// sluice could not start or stopped by itself.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// Kafka refused or did not answer.
+    #[error(transparent)]
+    Kafka(#[from] ClientError),
+    /// Arguments that parse but make no sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// Anything else, already phrased for the user.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Usage(_) => EXIT_CONFIG,
+            _ => 1,
+        }
+    }
+}
+
+/// Parses a duration such as `30s` or `200ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
+}
+
+/// Parses `name=value`.
+pub fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("expected name=value, got {text:?}")),
+    }
+}
+
+/// Reads the config: `-c FILE`, else `./sluice.yaml` when present, else the defaults.
+pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(path) => config::load(path),
+        None if Path::new(DEFAULT_CONFIG).exists() => config::load(Path::new(DEFAULT_CONFIG)),
+        None => Ok(Config::default()),
+    }
+}
+
+impl Cli {
+    /// The Kafka client for client commands: `-b`, else the config's servers, else the
+    /// embedded broker's address.
+    fn kafka(&self, config: &Config) -> Kafka {
+        let bootstrap = self
+            .bootstrap
+            .clone()
+            .or_else(|| config.kafka.bootstrap_servers.clone())
+            .unwrap_or_else(|| {
+                let listen = config.embedded.listen;
+                if listen.ip().is_unspecified() {
+                    format!("127.0.0.1:{}", listen.port())
+                } else {
+                    listen.to_string()
+                }
+            });
+        Kafka::new(bootstrap, config.kafka.client.clone())
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let config = match &cli.command {
+        Command::Validate => {
+            let path = cli
+                .config
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+            let config = config::load(&path)?;
+            println!(
+                "{}: valid ({} topics, {} functions, {} triggers)",
+                path.display(),
+                config.topics.len(),
+                config.functions.len(),
+                config.triggers.len()
+            );
+            return Ok(());
+        }
+        _ => load_config(cli.config.as_deref())?,
+    };
+    match &cli.command {
+        Command::Validate => Ok(()),
+        Command::Up(args) => {
+            let mut config = apply_broker_args(config, &args.broker);
+            if let Some(addr) = args.admin_listen {
+                config.admin.listen = addr;
+            }
+            if let Some(bootstrap) = &cli.bootstrap {
+                config.kafka.bootstrap_servers = Some(bootstrap.clone());
+            }
+            serve(&config, RunOptions { admin: true }, args.broker.grace).await
+        }
+        Command::Broker(args) => {
+            let mut config = apply_broker_args(config, args);
+            // `sluice broker` always runs the embedded broker, whatever the file points at.
+            config.kafka.bootstrap_servers = None;
+            config.triggers.clear();
+            serve(&config, RunOptions { admin: false }, args.grace).await
+        }
+        Command::Produce(args) => produce::run(&cli.kafka(&config), &config, args).await,
+        Command::Consume(args) => consume::run(&cli.kafka(&config), args).await,
+        Command::Topics { command } => topics::run(&cli.kafka(&config), &config, command).await,
+        Command::Status(args) => status::run(&config, args).await,
+    }
+}
+
+fn apply_broker_args(mut config: Config, args: &BrokerArgs) -> Config {
+    if let Some(listen) = args.listen {
+        config.embedded.listen = listen;
+    }
+    if let Some(storage) = args.storage {
+        config.embedded.storage = match storage {
+            StorageArg::Sqlite => Storage::Sqlite,
+            StorageArg::Memory => Storage::Memory,
+        };
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    config
+}
+
+/// Runs until SIGINT/SIGTERM, then stops within `grace`.
+async fn serve(config: &Config, options: RunOptions, grace: Duration) -> Result<(), CliError> {
+    let running = Running::start(config, options).await?;
+    let outcome = tokio::select! {
+        signal = shutdown::signalled() => {
+            let signal = signal.map_err(|err| CliError::Failed(format!("cannot watch signals: {err}")))?;
+            info!(signal, grace = ?grace, "Shutting down.");
+            Ok(())
+        }
+        reason = running.failed() => Err(CliError::Failed(reason)),
+    };
+    shutdown::force_exit_on_next_signal();
+    running.shutdown(grace).await;
+    outcome
+}

@@ -1,0 +1,177 @@
+//! `sluice status`: reads a running sluice's `/api/status` and prints it as tables.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Args;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+
+use super::CliError;
+use crate::{admin::Status, config::Config};
+
+/// How long the admin endpoint may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Arguments of `sluice status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Admin address of the running sluice (default: the config's `admin.listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Print the raw JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `sluice status`.
+pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), CliError> {
+    let addr = args.admin.unwrap_or(config.admin.listen);
+    let body = fetch(addr).await?;
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let status: Status = serde_json::from_slice(&body).map_err(|err| {
+        CliError::Failed(format!(
+            "unexpected answer from http://{addr}/api/status: {err}"
+        ))
+    })?;
+    print!("{}", render(&status));
+    Ok(())
+}
+
+async fn fetch(addr: SocketAddr) -> Result<bytes::Bytes, CliError> {
+    let url = format!("http://{addr}/api/status");
+    let unreachable = |err: &dyn std::fmt::Display| {
+        CliError::Failed(format!("cannot reach sluice at {url}: {err}"))
+    };
+    let uri: hyper::Uri = url.parse().map_err(|err| unreachable(&err))?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let response = tokio::time::timeout(TIMEOUT, client.get(uri))
+        .await
+        .map_err(|_| unreachable(&"no answer within 5s"))?
+        .map_err(|err| unreachable(&err))?;
+    if !response.status().is_success() {
+        return Err(unreachable(&format!("HTTP {}", response.status())));
+    }
+    Ok(response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|err| unreachable(&err))?
+        .to_bytes())
+}
+
+/// Formats rows as left-aligned columns under a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                let pad = widths[i] - cell.chars().count();
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push('\n');
+        out
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+fn render(status: &Status) -> String {
+    let broker = &status.broker;
+    let mut out = format!(
+        "sluice {}, up {}\n",
+        status.version,
+        humantime::format_duration(Duration::from_secs(status.uptime_seconds))
+    );
+    let storage = match (&broker.storage, &broker.database) {
+        (Some(storage), Some(db)) => format!(" ({storage}, {db})"),
+        (Some(storage), None) => format!(" ({storage})"),
+        _ => String::new(),
+    };
+    let health = match (&broker.reachable, &broker.error) {
+        (true, _) => "reachable".to_owned(),
+        (false, Some(err)) => format!("UNREACHABLE: {err}"),
+        (false, None) => "UNREACHABLE".to_owned(),
+    };
+    out.push_str(&format!(
+        "broker: {} at {}{storage}, {health}\n\n",
+        broker.mode, broker.bootstrap
+    ));
+    let rows: Vec<Vec<String>> = status
+        .topics
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                if t.partitions == 0 {
+                    "missing".to_owned()
+                } else {
+                    t.partitions.to_string()
+                },
+                t.records.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["TOPIC", "PARTITIONS", "RECORDS"], &rows));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::{BrokerStatus, TopicStatus};
+
+    #[test]
+    fn renders_broker_and_topics() {
+        let status = Status {
+            version: "1.2.3".into(),
+            uptime_seconds: 61,
+            broker: BrokerStatus {
+                mode: "embedded".into(),
+                bootstrap: "127.0.0.1:9092".into(),
+                storage: Some("sqlite".into()),
+                database: Some(".sluice/broker.db".into()),
+                reachable: true,
+                error: None,
+            },
+            topics: vec![
+                TopicStatus {
+                    name: "orders".into(),
+                    partitions: 4,
+                    records: 12,
+                },
+                TopicStatus {
+                    name: "a-much-longer-name".into(),
+                    partitions: 0,
+                    records: 0,
+                },
+            ],
+        };
+        let text = render(&status);
+        assert_eq!(
+            text,
+            "sluice 1.2.3, up 1m 1s\n\
+             broker: embedded at 127.0.0.1:9092 (sqlite, .sluice/broker.db), reachable\n\n\
+             TOPIC               PARTITIONS  RECORDS\n\
+             orders              4           12\n\
+             a-much-longer-name  missing     0\n"
+        );
+    }
+}

@@ -1,0 +1,714 @@
+//! Builds the typed [`Config`] from the YAML tree and checks what types alone cannot: ranges,
+//! names, references between sections and duplicates.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use url::Url;
+
+use super::de::{self, Report};
+use super::path::{join_index, join_key};
+use super::yaml::Document;
+use super::{
+    AdminConfig, CommandFunction, Config, DeadLetter, Delivery, EmbeddedConfig, ExecFunction,
+    Function, FunctionKind, InitialOffset, JobFunction, KafkaConfig, Ordering, Problem, Reply,
+    Target, TopicConfig, Trigger, UrlFunction,
+};
+
+/// The top level, with each section kept as YAML so that sections are checked independently.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sections {
+    /// See [`Config::data_dir`].
+    data_dir: Option<Value>,
+    /// See [`Config::kafka`].
+    kafka: Option<Value>,
+    /// See [`Config::embedded`].
+    embedded: Option<Value>,
+    /// See [`Config::admin`].
+    admin: Option<Value>,
+    /// See [`Config::topics`].
+    topics: Option<Value>,
+    /// See [`Config::functions`].
+    functions: Option<Value>,
+    /// See [`Config::triggers`].
+    triggers: Option<Value>,
+}
+
+/// A trigger as written; [`Trigger`] is what it resolves to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrigger {
+    /// See [`Trigger::name`]; required, but optional here so that the rest of the trigger is
+    /// still checked when it is missing.
+    #[serde(default)]
+    name: Option<String>,
+    /// See [`Trigger::topics`]; required, optional here for the same reason as `name`.
+    #[serde(default, deserialize_with = "de::optional_string_list")]
+    topics: Option<Vec<String>>,
+    /// The function to deliver to; exclusive with `url`.
+    #[serde(default)]
+    function: Option<String>,
+    /// The endpoint to deliver to; exclusive with `function`.
+    #[serde(default, deserialize_with = "de::optional_url")]
+    url: Option<Url>,
+    /// See [`Trigger::group`].
+    #[serde(default)]
+    group: Option<String>,
+    /// See [`Trigger::initial_offset`].
+    #[serde(default)]
+    initial_offset: Option<InitialOffset>,
+    /// See [`Trigger::ordering`].
+    #[serde(default)]
+    ordering: Option<Ordering>,
+    /// See [`Trigger::max_in_flight`].
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: usize,
+    /// See [`Trigger::content_type`].
+    #[serde(default = "default_content_type")]
+    content_type: String,
+    /// See [`Trigger::source`].
+    #[serde(default)]
+    source: Option<String>,
+    /// See [`Trigger::event_type`].
+    #[serde(default, rename = "type")]
+    event_type: Option<String>,
+    /// See [`Trigger::delivery`]; null counts as unset.
+    #[serde(default)]
+    delivery: Option<Delivery>,
+    /// Kept as YAML because it takes three shapes; see [`dead_letter`].
+    #[serde(default)]
+    dead_letter: Option<Value>,
+    /// See [`Trigger::reply`].
+    #[serde(default)]
+    reply: Option<Reply>,
+}
+
+fn default_max_in_flight() -> usize {
+    64
+}
+
+fn default_content_type() -> String {
+    "application/octet-stream".to_owned()
+}
+
+/// The mapping form of `dead_letter`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterSpec {
+    /// See [`DeadLetter::Topic`].
+    #[serde(default)]
+    topic: Option<String>,
+    /// See [`DeadLetter::Url`].
+    #[serde(default, deserialize_with = "de::optional_url")]
+    url: Option<Url>,
+}
+
+/// Builds the configuration and returns it with every problem found; the configuration is
+/// only meaningful when there are none.
+pub(super) fn resolve(document: Document) -> (Config, Vec<Problem>) {
+    let Document {
+        root,
+        positions,
+        problems,
+    } = document;
+    let mut report = Report::new(&positions);
+    report.problems = problems;
+    let mut config = Config::default();
+    match &root {
+        None | Some(Value::Null) => {}
+        Some(root @ Value::Mapping(_)) => {
+            if let Some(sections) = de::deserialize::<Sections>(&mut report, root, "", None) {
+                fill(&mut report, &mut config, sections);
+            }
+        }
+        Some(other) => report.add(
+            "",
+            format!(
+                "expected a mapping of settings at the top level, found {}",
+                describe(other)
+            ),
+        ),
+    }
+    (config, report.problems)
+}
+
+fn fill(report: &mut Report<'_>, config: &mut Config, sections: Sections) {
+    if let Some(value) = &sections.data_dir
+        && let Some(dir) = de::deserialize::<PathBuf>(report, value, "data_dir", None)
+    {
+        if dir.as_os_str().is_empty() {
+            report.add("data_dir", "must not be empty");
+        }
+        config.data_dir = dir;
+    }
+    if let Some(kafka) = section::<KafkaConfig>(report, sections.kafka.as_ref(), "kafka") {
+        if kafka
+            .bootstrap_servers
+            .as_deref()
+            .is_some_and(|servers| servers.trim().is_empty())
+        {
+            report.add(
+                "kafka.bootstrap_servers",
+                "must not be empty; leave it out to use the embedded broker",
+            );
+        }
+        config.kafka = kafka;
+    }
+    if let Some(embedded) =
+        section::<EmbeddedConfig>(report, sections.embedded.as_ref(), "embedded")
+    {
+        at_least_one(
+            report,
+            "embedded.default_partitions",
+            i64::from(embedded.default_partitions),
+        );
+        config.embedded = embedded;
+    }
+    if let Some(admin) = section::<AdminConfig>(report, sections.admin.as_ref(), "admin") {
+        config.admin = admin;
+    }
+    if let Some(value) = &sections.topics {
+        config.topics = topics(report, value);
+    }
+    // Triggers may name any function written in the file, even one that failed to build, so
+    // that a broken function is reported once rather than again by every trigger using it.
+    let mut declared = BTreeSet::new();
+    if let Some(value) = &sections.functions {
+        config.functions = functions(report, value, &mut declared);
+    }
+    if let Some(value) = &sections.triggers {
+        config.triggers = triggers(report, value, &declared, &config.functions);
+    }
+}
+
+/// A mapping section; null or absent means all defaults.
+fn section<T: DeserializeOwned>(
+    report: &mut Report<'_>,
+    value: Option<&Value>,
+    path: &str,
+) -> Option<T> {
+    match value? {
+        value @ Value::Mapping(_) => de::deserialize(report, value, path, None),
+        other => {
+            report.add(
+                path,
+                format!("expected a mapping, found {}", describe(other)),
+            );
+            None
+        }
+    }
+}
+
+/// The items of a list section; null means empty.
+fn items<'v>(report: &mut Report<'_>, value: &'v Value, path: &str) -> &'v [Value] {
+    match value {
+        Value::Sequence(items) => items,
+        Value::Null => &[],
+        other => {
+            report.add(path, format!("expected a list, found {}", describe(other)));
+            &[]
+        }
+    }
+}
+
+/// An item of a list or map that must itself be a mapping.
+fn item<T: DeserializeOwned>(
+    report: &mut Report<'_>,
+    value: &Value,
+    path: &str,
+    label: Option<&str>,
+) -> Option<T> {
+    if value.is_mapping() {
+        de::deserialize(report, value, path, label)
+    } else {
+        report.add(
+            path,
+            format!("expected a mapping, found {}", describe(value)),
+        );
+        None
+    }
+}
+
+fn topics(report: &mut Report<'_>, value: &Value) -> Vec<TopicConfig> {
+    let mut topics = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (index, value) in items(report, value, "topics").iter().enumerate() {
+        let path = join_index("topics", index);
+        let Some(topic) = item::<TopicConfig>(report, value, &path, None) else {
+            continue;
+        };
+        let name_path = join_key(&path, "name");
+        check_topic(report, &name_path, &topic.name);
+        duplicate(report, &mut seen, &topic.name, &name_path, "topic");
+        if let Some(partitions) = topic.partitions {
+            at_least_one(
+                report,
+                &join_key(&path, "partitions"),
+                i64::from(partitions),
+            );
+        }
+        at_least_one(
+            report,
+            &join_key(&path, "replication_factor"),
+            i64::from(topic.replication_factor),
+        );
+        topics.push(topic);
+    }
+    topics
+}
+
+fn functions(
+    report: &mut Report<'_>,
+    value: &Value,
+    declared: &mut BTreeSet<String>,
+) -> BTreeMap<String, Function> {
+    let mut functions = BTreeMap::new();
+    let map = match value {
+        Value::Mapping(map) => map,
+        Value::Null => return functions,
+        other => {
+            report.add(
+                "functions",
+                format!(
+                    "expected a mapping of function names to functions, found {}",
+                    describe(other)
+                ),
+            );
+            return functions;
+        }
+    };
+    for (key, value) in map {
+        // Keys are always text: the YAML reader keeps every key's source spelling.
+        let Some(name) = key.as_str() else { continue };
+        declared.insert(name.to_owned());
+        let path = join_key("functions", name);
+        if let Err(why) = check_name(name) {
+            report.add(&path, format!("invalid function name {name:?}: {why}"));
+        }
+        if let Some(function) = function(report, name, value, &path) {
+            functions.insert(name.to_owned(), function);
+        }
+    }
+    functions
+}
+
+fn function(report: &mut Report<'_>, name: &str, value: &Value, path: &str) -> Option<Function> {
+    let all = "`url`, `command`, `exec` or `job`";
+    let Value::Mapping(map) = value else {
+        report.add(
+            path,
+            format!(
+                "expected a mapping with one of {all}, found {}",
+                describe(value)
+            ),
+        );
+        return None;
+    };
+    let kinds: Vec<FunctionKind> = FunctionKind::ALL
+        .into_iter()
+        .filter(|kind| map.contains_key(kind.as_str()))
+        .collect();
+    let kind = match kinds.as_slice() {
+        [kind] => *kind,
+        [] => {
+            report.add(
+                path,
+                format!("function `{name}` has no kind: set one of {all}"),
+            );
+            return None;
+        }
+        many => {
+            let keys: Vec<String> = many.iter().map(|k| format!("`{k}`")).collect();
+            report.add(
+                path,
+                format!(
+                    "function `{name}` sets more than one kind ({}): set only one of {all}",
+                    keys.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    let article = if kind == FunctionKind::Exec {
+        "an"
+    } else {
+        "a"
+    };
+    let label = format!("{article} {kind} function");
+    let label = Some(label.as_str());
+    let key = |k: &str| join_key(path, k);
+    match kind {
+        FunctionKind::Url => {
+            let function = de::deserialize::<UrlFunction>(report, value, path, label)?;
+            check_url(report, &key("url"), &function.url);
+            Some(Function::Url(function))
+        }
+        FunctionKind::Command => {
+            let function = de::deserialize::<CommandFunction>(report, value, path, label)?;
+            check_argv(report, &key("command"), &function.command);
+            check_env(report, &key("env"), &function.env);
+            at_least_one(report, &key("max"), to_i64(function.max));
+            if function.max >= 1 && function.max < function.min {
+                report.add(
+                    &key("max"),
+                    format!(
+                        "max ({}) must not be less than min ({})",
+                        function.max, function.min
+                    ),
+                );
+            }
+            at_least_one(report, &key("concurrency"), to_i64(function.concurrency));
+            positive(report, &key("startup_timeout"), function.startup_timeout);
+            if let Some(readiness) = &function.readiness_path
+                && !readiness.starts_with('/')
+            {
+                report.add(
+                    &key("readiness_path"),
+                    format!("must start with \"/\", got {readiness:?}"),
+                );
+            }
+            Some(Function::Command(function))
+        }
+        FunctionKind::Exec => {
+            let function = de::deserialize::<ExecFunction>(report, value, path, label)?;
+            check_argv(report, &key("exec"), &function.exec);
+            check_env(report, &key("env"), &function.env);
+            if let Some(concurrency) = function.concurrency {
+                at_least_one(report, &key("concurrency"), to_i64(concurrency));
+            }
+            positive(report, &key("timeout"), function.timeout);
+            Some(Function::Exec(function))
+        }
+        FunctionKind::Job => {
+            let function = de::deserialize::<JobFunction>(report, value, path, label)?;
+            check_argv(report, &key("job"), &function.job);
+            check_env(report, &key("env"), &function.env);
+            check_topics(report, &key("topics"), &function.topics);
+            if function.group.trim().is_empty() {
+                report.add(&key("group"), "must not be empty");
+            }
+            at_least_one(report, &key("max"), to_i64(function.max));
+            positive(report, &key("poll_interval"), function.poll_interval);
+            Some(Function::Job(function))
+        }
+    }
+}
+
+fn triggers(
+    report: &mut Report<'_>,
+    value: &Value,
+    declared: &BTreeSet<String>,
+    functions: &BTreeMap<String, Function>,
+) -> Vec<Trigger> {
+    let mut triggers = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (index, value) in items(report, value, "triggers").iter().enumerate() {
+        let path = join_index("triggers", index);
+        let Some(raw) = item::<RawTrigger>(report, value, &path, None) else {
+            continue;
+        };
+        let name_path = join_key(&path, "name");
+        match &raw.name {
+            Some(name) => {
+                if let Err(why) = check_name(name) {
+                    report.add(&name_path, format!("invalid trigger name {name:?}: {why}"));
+                }
+                duplicate(report, &mut seen, name, &name_path, "trigger");
+            }
+            None => required(report, &path, "name"),
+        }
+        if let Some(trigger) = trigger(report, raw, &path, declared, functions) {
+            triggers.push(trigger);
+        }
+    }
+    triggers
+}
+
+fn trigger(
+    report: &mut Report<'_>,
+    raw: RawTrigger,
+    path: &str,
+    declared: &BTreeSet<String>,
+    functions: &BTreeMap<String, Function>,
+) -> Option<Trigger> {
+    let key = |k: &str| join_key(path, k);
+    match &raw.topics {
+        Some(topics) => check_topics(report, &key("topics"), topics),
+        None => required(report, path, "topics"),
+    }
+    if raw.group.as_deref().is_some_and(|g| g.trim().is_empty()) {
+        report.add(
+            &key("group"),
+            "must not be empty; leave it out for the default",
+        );
+    }
+    at_least_one(report, &key("max_in_flight"), to_i64(raw.max_in_flight));
+    if raw.content_type.trim().is_empty() {
+        report.add(&key("content_type"), "must not be empty");
+    }
+    let delivery = raw.delivery.unwrap_or_default();
+    if delivery.backoff_delay > delivery.backoff_max {
+        report.add(
+            &join_key(&key("delivery"), "backoff_delay"),
+            format!(
+                "backoff_delay ({}) must not be longer than backoff_max ({})",
+                humantime::format_duration(delivery.backoff_delay),
+                humantime::format_duration(delivery.backoff_max)
+            ),
+        );
+    }
+    positive(
+        report,
+        &join_key(&key("delivery"), "timeout"),
+        delivery.timeout,
+    );
+    let name = raw.name.as_deref().unwrap_or_default();
+    let dead_letter = dead_letter(report, raw.dead_letter.as_ref(), &key("dead_letter"), name);
+    if let Some(reply) = &raw.reply {
+        check_topic(report, &join_key(&key("reply"), "topic"), &reply.topic);
+    }
+    let target = match (raw.function, raw.url) {
+        (Some(function), None) => {
+            let function_path = key("function");
+            if !declared.contains(&function) {
+                let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+                let hint = if known.is_empty() {
+                    "no functions are defined".to_owned()
+                } else {
+                    format!("defined functions: {}", known.join(", "))
+                };
+                report.add(
+                    &function_path,
+                    format!("unknown function `{function}` ({hint})"),
+                );
+            } else if let Some(Function::Job(_)) = functions.get(&function) {
+                report.add(
+                    &function_path,
+                    format!(
+                        "function `{function}` is a job, which reads its topics itself; \
+                         triggers can only deliver to url, command or exec functions"
+                    ),
+                );
+            }
+            Target::Function(function)
+        }
+        (None, Some(url)) => {
+            check_url(report, &key("url"), &url);
+            Target::Url(url)
+        }
+        (Some(_), Some(_)) => {
+            report.add(path, "set either `function` or `url`, not both");
+            return None;
+        }
+        (None, None) => {
+            if !report.was_removed(&key("function")) && !report.was_removed(&key("url")) {
+                report.add(
+                    path,
+                    "missing `function` or `url`: a trigger needs somewhere to deliver",
+                );
+            }
+            return None;
+        }
+    };
+    Some(Trigger {
+        name: raw.name?,
+        topics: raw.topics?,
+        target,
+        group: raw.group,
+        initial_offset: raw.initial_offset.unwrap_or_default(),
+        ordering: raw.ordering.unwrap_or_default(),
+        max_in_flight: raw.max_in_flight,
+        content_type: raw.content_type,
+        source: raw.source,
+        event_type: raw.event_type,
+        delivery,
+        dead_letter: dead_letter?,
+        reply: raw.reply,
+    })
+}
+
+/// `dead_letter` is the word `none`, `{topic: T}` or `{url: U}`; absent means a topic named
+/// after the trigger.
+fn dead_letter(
+    report: &mut Report<'_>,
+    value: Option<&Value>,
+    path: &str,
+    trigger: &str,
+) -> Option<DeadLetter> {
+    let shapes = "`none`, `{topic: NAME}` or `{url: URL}`";
+    let value = match value {
+        None => return Some(DeadLetter::default_for(trigger)),
+        Some(Value::String(word)) if word == "none" => return Some(DeadLetter::None),
+        Some(value @ Value::Mapping(_)) => value,
+        Some(other) => {
+            let found = match other {
+                Value::String(word) => format!("{word:?}"),
+                other => describe(other).to_owned(),
+            };
+            report.add(path, format!("expected {shapes}, found {found}"));
+            return None;
+        }
+    };
+    let spec = de::deserialize::<DeadLetterSpec>(report, value, path, None)?;
+    match (spec.topic, spec.url) {
+        (Some(topic), None) => {
+            check_topic(report, &join_key(path, "topic"), &topic);
+            Some(DeadLetter::Topic(topic))
+        }
+        (None, Some(url)) => {
+            check_url(report, &join_key(path, "url"), &url);
+            Some(DeadLetter::Url(url))
+        }
+        (Some(_), Some(_)) => {
+            report.add(path, "set either `topic` or `url`, not both");
+            None
+        }
+        (None, None) => {
+            let removed = report.was_removed(&join_key(path, "topic"))
+                || report.was_removed(&join_key(path, "url"));
+            if !removed {
+                report.add(path, format!("expected {shapes}, found an empty mapping"));
+            }
+            None
+        }
+    }
+}
+
+/// Reports a required key that is absent, unless it was dropped after a problem already reported.
+fn required(report: &mut Report<'_>, path: &str, key: &str) {
+    if !report.was_removed(&join_key(path, key)) {
+        report.add(path, format!("missing required key `{key}`"));
+    }
+}
+
+/// Reports the second and later uses of a name, pointing back at the first.
+fn duplicate(
+    report: &mut Report<'_>,
+    seen: &mut HashMap<String, String>,
+    name: &str,
+    path: &str,
+    what: &str,
+) {
+    if let Some(first) = seen.get(name) {
+        let first = match report.position(first) {
+            Some(pos) => format!("line {}", pos.line),
+            None => first.clone(),
+        };
+        report.add(
+            path,
+            format!("duplicate {what} name `{name}`; it is already used at {first}"),
+        );
+    } else {
+        seen.insert(name.to_owned(), path.to_owned());
+    }
+}
+
+/// Function and trigger names end up in process names, consumer groups and topic names.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() || name.len() > 63 {
+        return Err("must be 1 to 63 characters long");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err("may contain only lowercase letters a-z, digits, '-' and '_'");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("must start with a letter or a digit");
+    }
+    Ok(())
+}
+
+/// Kafka's own rules, checked here so that a bad name fails at start-up, not at first use.
+fn check_topic(report: &mut Report<'_>, path: &str, name: &str) {
+    let why = if name.is_empty() || name.len() > 249 {
+        "must be 1 to 249 characters long"
+    } else if name == "." || name == ".." {
+        "cannot be \".\" or \"..\""
+    } else if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        "may contain only letters, digits, '.', '_' and '-'"
+    } else {
+        return;
+    };
+    report.add(path, format!("invalid topic name {name:?}: {why}"));
+}
+
+fn check_topics(report: &mut Report<'_>, path: &str, topics: &[String]) {
+    if topics.is_empty() {
+        report.add(path, "must list at least one topic");
+    }
+    for (index, topic) in topics.iter().enumerate() {
+        check_topic(report, &join_index(path, index), topic);
+    }
+}
+
+fn check_url(report: &mut Report<'_>, path: &str, url: &Url) {
+    if !matches!(url.scheme(), "http" | "https") {
+        report.add(
+            path,
+            format!(
+                "the URL must use http or https, not `{}`: {url}",
+                url.scheme()
+            ),
+        );
+    }
+}
+
+fn check_argv(report: &mut Report<'_>, path: &str, argv: &[String]) {
+    match argv.first() {
+        None => report.add(path, "must name a program to run"),
+        Some(program) if program.trim().is_empty() => {
+            report.add(&join_index(path, 0), "the program name must not be empty");
+        }
+        Some(_) => {}
+    }
+}
+
+/// Names the operating system would refuse, caught before any process is started.
+fn check_env(report: &mut Report<'_>, path: &str, env: &BTreeMap<String, String>) {
+    for (name, value) in env {
+        let key = join_key(path, name);
+        if name.is_empty() || name.contains(['=', '\0']) {
+            report.add(&key, format!("invalid environment variable name {name:?}"));
+        } else if value.contains('\0') {
+            report.add(&key, "environment values cannot contain NUL characters");
+        }
+    }
+}
+
+fn at_least_one(report: &mut Report<'_>, path: &str, value: i64) {
+    if value < 1 {
+        report.add(path, format!("must be at least 1, got {value}"));
+    }
+}
+
+fn positive(report: &mut Report<'_>, path: &str, value: Duration) {
+    if value.is_zero() {
+        report.add(path, "must be longer than zero");
+    }
+}
+
+fn to_i64(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn describe(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "nothing (null)",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}

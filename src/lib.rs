@@ -1,0 +1,21 @@
+//! sluice connects Apache Kafka topics to functions.
+//!
+//! The modules, in the order data flows through them:
+//! - [`config`]: the YAML file, validated into typed settings; everything else is built from it.
+//! - [`broker`]: the embedded Kafka-compatible broker (`tansu`), used when no cluster is set.
+//! - [`kafka`]: librdkafka clients and topic administration shared by every command.
+//! - [`app`]: a running sluice; owns the broker, topics, admin listener and background work.
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/api/status`.
+//! - [`metrics`]: the Prometheus metrics, registered once.
+//! - [`shutdown`]: signals, graceful and forced stops.
+//! - [`cli`]: the command line (`up`, `broker`, `produce`, `consume`, `topics`, `status`,
+//!   `validate`).
+
+pub mod admin;
+pub mod app;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod kafka;
+pub mod metrics;
+pub mod shutdown;

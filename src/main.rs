@@ -1,0 +1,59 @@
+//! The `sluice` binary: parse the command line, set up logging, run the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use std::io::IsTerminal;
+
+use sluice::cli::{self, Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+/// Logs from the embedded broker's crates are noisy at info; they are kept to warnings unless
+/// asked for with RUST_LOG.
+const QUIET_DEPENDENCIES: &str = "tansu_broker=warn,tansu_storage=warn,tansu_service=warn,tansu_sans_io=warn,tansu_auth=warn,libsql=warn,rama=warn";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    // Client commands report a broker they cannot reach in their own error; librdkafka's
+    // connection errors would only repeat it.
+    let client_noise = match cli.command {
+        Command::Up(_) | Command::Broker(_) => "",
+        _ => ",librdkafka=off,rdkafka=off",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{QUIET_DEPENDENCIES}{client_noise}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(cli::run(cli));
+    // A blocked stdin read must not keep the process alive after the command finished.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(err.exit_code())
+        }
+    }
+}

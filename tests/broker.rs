@@ -1,0 +1,239 @@
+//! The embedded broker, in-process, used through the real Kafka client.
+
+mod common;
+
+use std::{collections::BTreeMap, collections::BTreeSet, time::Duration};
+
+use common::{group_consumer, producer, start_broker, start_broker_on};
+use rdkafka::{
+    Message, Offset, TopicPartitionList,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{Header, Headers, OwnedHeaders},
+    producer::FutureRecord,
+};
+use sluice::kafka::{Kafka, TopicSpec};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
+    Kafka::new(bootstrap, BTreeMap::new())
+        .create_topic(&TopicSpec {
+            name: name.into(),
+            partitions,
+            replication: 1,
+            config: BTreeMap::new(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn produce_numbers(bootstrap: &str, topic: &str, range: std::ops::Range<u32>) {
+    let producer = producer(bootstrap);
+    for n in range {
+        let key = format!("k{n}");
+        let value = format!("v{n}");
+        producer
+            .send(FutureRecord::to(topic).key(&key).payload(&value), WAIT)
+            .await
+            .unwrap();
+    }
+}
+
+/// Receives `count` records, failing if they do not arrive in time.
+async fn receive(consumer: &StreamConsumer, count: usize) -> Vec<(i32, i64, String)> {
+    let mut out = Vec::new();
+    while out.len() < count {
+        let message = tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .expect("records arrive in time")
+            .unwrap();
+        out.push((
+            message.partition(),
+            message.offset(),
+            String::from_utf8(message.payload().unwrap().to_vec()).unwrap(),
+        ));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_headers_and_binary_values_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "bytes", 1).await;
+
+    let key: &[u8] = &[0x00, 0xff, 0xfe, b'k'];
+    let value: Vec<u8> = (0..=255u8).collect();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "trace",
+            value: Some(&[0xc3, 0x28][..]),
+        })
+        .insert(Header {
+            key: "empty",
+            value: None::<&[u8]>,
+        });
+    producer(&bootstrap)
+        .send(
+            FutureRecord::to("bytes")
+                .key(key)
+                .payload(&value)
+                .headers(headers),
+            WAIT,
+        )
+        .await
+        .unwrap();
+
+    let consumer = group_consumer(&bootstrap, "bytes-reader", "bytes");
+    // Detached: librdkafka will not close a consumer while one of its messages is alive.
+    let message = tokio::time::timeout(WAIT, consumer.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .detach();
+    assert_eq!(message.key(), Some(key));
+    assert_eq!(message.payload(), Some(&value[..]));
+    let got = message.headers().unwrap();
+    assert_eq!(got.count(), 2);
+    assert_eq!(got.get(0).key, "trace");
+    assert_eq!(got.get(0).value, Some(&[0xc3, 0x28][..]));
+    assert_eq!(got.get(1).key, "empty");
+    assert_eq!(got.get(1).value, None);
+    drop(consumer);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commits_and_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "resume", 1).await;
+    produce_numbers(&bootstrap, "resume", 0..10).await;
+
+    let consumer = group_consumer(&bootstrap, "resumers", "resume");
+    let first = receive(&consumer, 6).await;
+    assert_eq!(first[0].2, "v0");
+    assert_eq!(first[5].2, "v5");
+    // Commit after the sixth record only: the next consumer starts at offset 6.
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset("resume", 0, Offset::Offset(6))
+        .unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    drop(consumer);
+
+    let consumer = group_consumer(&bootstrap, "resumers", "resume");
+    let rest = receive(&consumer, 4).await;
+    let values: Vec<_> = rest.iter().map(|r| r.2.as_str()).collect();
+    assert_eq!(values, ["v6", "v7", "v8", "v9"]);
+    drop(consumer);
+    broker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_in_a_group_split_the_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "split", 4).await;
+
+    let a = group_consumer(&bootstrap, "splitters", "split");
+    let b = group_consumer(&bootstrap, "splitters", "split");
+    // Polling drives the group protocol; wait until both hold a share.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let (mut got_a, mut got_b) = (BTreeSet::new(), BTreeSet::new());
+    while got_a.is_empty() || got_b.is_empty() || got_a.len() + got_b.len() != 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "assignment did not settle: a={got_a:?} b={got_b:?}"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), a.recv()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(200), b.recv()).await;
+        got_a = assigned(&a);
+        got_b = assigned(&b);
+    }
+    assert!(got_a.is_disjoint(&got_b), "a={got_a:?} b={got_b:?}");
+    let all: BTreeSet<i32> = got_a.union(&got_b).copied().collect();
+    assert_eq!(all, BTreeSet::from([0, 1, 2, 3]));
+
+    // Each consumer receives the records of its own partitions only.
+    produce_numbers(&bootstrap, "split", 0..40).await;
+    let mut seen = 0;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while seen < 40 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {seen} of 40 arrived"
+        );
+        for (consumer, mine) in [(&a, &got_a), (&b, &got_b)] {
+            if let Ok(Ok(message)) =
+                tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await
+            {
+                assert!(mine.contains(&message.partition()));
+                seen += 1;
+            }
+        }
+    }
+    drop((a, b));
+    broker.shutdown().await;
+}
+
+fn assigned(consumer: &StreamConsumer) -> BTreeSet<i32> {
+    consumer
+        .assignment()
+        .map(|list| list.elements().iter().map(|e| e.partition()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_records_and_committed_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path()).await;
+    let listen = broker.bootstrap().parse().unwrap();
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "durable", 2).await;
+    produce_numbers(&bootstrap, "durable", 0..20).await;
+
+    let consumer = group_consumer(&bootstrap, "durables", "durable");
+    let first = receive(&consumer, 20).await;
+    // Commit the first half of each partition.
+    let mut per_partition: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for (p, o, _) in &first {
+        per_partition.entry(*p).or_default().push(*o);
+    }
+    let mut offsets = TopicPartitionList::new();
+    let mut expected_next = BTreeMap::new();
+    for (p, list) in &per_partition {
+        let next = list.len() as i64 / 2;
+        offsets
+            .add_partition_offset("durable", *p, Offset::Offset(next))
+            .unwrap();
+        let _ = expected_next.insert(*p, next);
+    }
+    consumer.commit(&offsets, CommitMode::Sync).unwrap();
+    drop(consumer);
+    broker.shutdown().await;
+
+    let broker = start_broker_on(listen, dir.path()).await;
+    let kafka = Kafka::new(broker.bootstrap(), BTreeMap::new());
+    let topic = kafka.describe_topic("durable").await.unwrap();
+    assert_eq!(topic.partitions.len(), 2);
+    assert_eq!(topic.records(), 20, "{topic:?}");
+
+    let consumer = group_consumer(&broker.bootstrap(), "durables", "durable");
+    let expected_rest: usize = per_partition.values().map(|l| l.len() - l.len() / 2).sum();
+    let rest = receive(&consumer, expected_rest).await;
+    for (p, o, _) in &rest {
+        assert!(*o >= expected_next[p], "partition {p} resumed at {o}");
+    }
+    let mut firsts: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, o, _) in &rest {
+        let e = firsts.entry(*p).or_insert(*o);
+        *e = (*e).min(*o);
+    }
+    assert_eq!(firsts, expected_next);
+    drop(consumer);
+    broker.shutdown().await;
+}
