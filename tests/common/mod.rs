@@ -201,3 +201,79 @@ pub fn wait_for_port(addr: SocketAddr, limit: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A plain HTTP GET over loopback; returns the status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Polls `check` until it returns true, failing after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not true after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Text of a process's stderr.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Text of a process's stdout.
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Asserts a failed command explained itself in one `error:` line, without a panic.
+pub fn assert_clean_failure(output: &Output, expected: &str) {
+    let err = stderr(output);
+    assert!(!output.status.success(), "command succeeded: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(!err.contains("RUST_BACKTRACE"), "backtrace: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line: {err}");
+    assert!(
+        errors[0].contains(expected),
+        "expected {expected:?} in {err}"
+    );
+}
+
+/// Starts `sluice broker` as a child process on a free port; returns it and its address.
+pub fn spawn_broker(data_dir: &Path) -> (Daemon, SocketAddr) {
+    let addr = free_local_addr().unwrap();
+    let daemon = Daemon::spawn(
+        &[
+            "broker",
+            "--listen",
+            &addr.to_string(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ],
+        data_dir,
+    );
+    wait_for_port(addr, Duration::from_secs(30));
+    (daemon, addr)
+}
