@@ -35,6 +35,36 @@ pub struct Status {
     pub broker: BrokerStatus,
     /// Declared topics and topics that triggers read.
     pub topics: Vec<TopicStatus>,
+    /// Triggers and their delivery figures.
+    #[serde(default)]
+    pub triggers: Vec<TriggerStatus>,
+}
+
+/// One trigger as last seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TriggerStatus {
+    /// Name.
+    pub name: String,
+    /// Topics it reads.
+    pub topics: Vec<String>,
+    /// The function's URL.
+    pub target: String,
+    /// Consumer group.
+    pub group: String,
+    /// Records after the group's committed offsets.
+    pub lag: i64,
+    /// Deliveries running.
+    pub in_flight: usize,
+    /// Records received and waiting to start.
+    pub waiting: usize,
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events waiting for their next attempt.
+    pub retrying: i64,
+    /// Events dead-lettered.
+    pub dead_lettered: u64,
+    /// Events dropped (`dead_letter: none`).
+    pub dropped: u64,
 }
 
 /// The broker as last seen.

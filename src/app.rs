@@ -8,11 +8,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
-    admin::{self, AdminState, BrokerStatus, Status, TopicStatus},
+    admin::{self, AdminState, BrokerStatus, Status, TopicStatus, TriggerStatus},
     broker::{BrokerError, EmbeddedBroker},
-    config::{Config, Storage},
+    config::{self, Config, DeadLetter, Function, InitialOffset, Storage, Target},
+    deliver::pipeline::{DeadLetterSink, Pipeline, TriggerMetrics},
+    event::EventSettings,
     kafka::{ClientError, Kafka, TopicSpec},
-    metrics::{Metrics, PartitionLabels, TopicLabels},
+    metrics::{LagLabels, Metrics, PartitionLabels, TopicLabels},
+    trigger::{Trigger, TriggerProbe},
 };
 
 /// How often topic watermarks are read for `/metrics` and `/api/status`.
@@ -27,6 +30,14 @@ pub enum AppError {
     /// Kafka refused or did not answer.
     #[error(transparent)]
     Kafka(#[from] ClientError),
+    /// A trigger cannot run as configured.
+    #[error("trigger {trigger}: {reason}")]
+    Trigger {
+        /// The trigger's name.
+        trigger: String,
+        /// Why.
+        reason: String,
+    },
     /// The admin listener could not be bound.
     #[error("cannot listen on {addr} for the admin endpoints: {source}")]
     AdminListen {
@@ -42,6 +53,10 @@ pub enum AppError {
 pub struct RunOptions {
     /// Serve the admin endpoints.
     pub admin: bool,
+    /// Run the configured triggers.
+    pub triggers: bool,
+    /// How long in-flight deliveries may take to finish on shutdown.
+    pub grace: Duration,
 }
 
 /// sluice, started.
@@ -67,6 +82,68 @@ pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
             config: t.config.clone(),
         })
         .collect()
+}
+
+/// Dead-letter and reply topics the triggers write to, created like declared topics when
+/// missing.
+fn output_topics(config: &Config) -> Vec<TopicSpec> {
+    let mut names: Vec<&str> = Vec::new();
+    for trigger in &config.triggers {
+        if let DeadLetter::Topic(topic) = &trigger.dead_letter {
+            names.push(topic);
+        }
+        if let Some(reply) = &trigger.reply {
+            names.push(&reply.topic);
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter(|name| !config.topics.iter().any(|t| t.name == *name))
+        .map(|name| TopicSpec {
+            name: name.to_owned(),
+            partitions: config.embedded.default_partitions,
+            replication: 1,
+            config: Default::default(),
+        })
+        .collect()
+}
+
+/// The URL a trigger delivers to.
+fn trigger_url(config: &Config, trigger: &config::Trigger) -> Result<hyper::Uri, AppError> {
+    let fail = |reason: String| AppError::Trigger {
+        trigger: trigger.name.clone(),
+        reason,
+    };
+    let url = match &trigger.target {
+        Target::Url(url) => url.clone(),
+        Target::Function(name) => match config.functions.get(name) {
+            Some(Function::Url(function)) => function.url.clone(),
+            Some(other) => {
+                return Err(fail(format!(
+                    "function {name} is a {} function; this build delivers to url functions only",
+                    other.kind()
+                )));
+            }
+            None => return Err(fail(format!("function {name} is not defined"))),
+        },
+    };
+    url.as_str()
+        .parse()
+        .map_err(|err| fail(format!("URL {url}: {err}")))
+}
+
+/// What the status poller needs to know of a running trigger.
+#[derive(Debug, Clone)]
+struct TriggerView {
+    name: String,
+    topics: Vec<String>,
+    target: String,
+    group: String,
+    initial_offset: InitialOffset,
+    metrics: TriggerMetrics,
+    probe: TriggerProbe,
 }
 
 /// The topics whose state is reported: declared ones, then those triggers read.
@@ -110,6 +187,62 @@ impl Running {
         kafka.ensure_topics(&topic_specs(config)).await?;
 
         let metrics = Arc::new(Metrics::new());
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let mut views = Vec::new();
+        if options.triggers && !config.triggers.is_empty() {
+            kafka.ensure_topics(&output_topics(config)).await?;
+            let producer: rdkafka::producer::FutureProducer =
+                kafka.create(&[("linger.ms", "5")])?;
+            for trigger in &config.triggers {
+                let url = trigger_url(config, trigger)?;
+                let dead_letter = DeadLetterSink::from_config(&trigger.dead_letter).map_err(
+                    |reason| AppError::Trigger {
+                        trigger: trigger.name.clone(),
+                        reason,
+                    },
+                )?;
+                let trigger_metrics = TriggerMetrics::new(&metrics, &trigger.name);
+                let pipeline = Arc::new(Pipeline::new(
+                    trigger.name.clone(),
+                    url.clone(),
+                    trigger.delivery.clone(),
+                    dead_letter,
+                    trigger.reply.as_ref().map(|r| r.topic.clone()),
+                    EventSettings {
+                        trigger: trigger.name.clone(),
+                        source: trigger.source.clone(),
+                        event_type: trigger.event_type.clone(),
+                        content_type: trigger.content_type.clone(),
+                    },
+                    producer.clone(),
+                    trigger_metrics.clone(),
+                ));
+                let group = trigger.effective_group();
+                let running = Trigger::start(
+                    &kafka,
+                    &trigger.name,
+                    &trigger.topics,
+                    &group,
+                    trigger.initial_offset,
+                    trigger.ordering,
+                    trigger.max_in_flight,
+                    pipeline,
+                )?;
+                views.push(TriggerView {
+                    name: trigger.name.clone(),
+                    topics: trigger.topics.clone(),
+                    target: url.to_string(),
+                    group: group.clone(),
+                    initial_offset: trigger.initial_offset,
+                    metrics: trigger_metrics,
+                    probe: running.probe(),
+                });
+                info!(trigger = %trigger.name, topics = ?trigger.topics, url = %url, group = %group, "Trigger started.");
+                let (cancel, grace) = (cancel.clone(), options.grace);
+                let _ = tasks.spawn(running.run(cancel, grace));
+            }
+        }
         let state = Arc::new(AdminState::new(
             metrics,
             Status {
@@ -140,10 +273,8 @@ impl Running {
             },
         ));
 
-        let cancel = CancellationToken::new();
-        let mut tasks = JoinSet::new();
         let watched = watched_topics(config);
-        refresh_status(&kafka, &watched, &state).await;
+        refresh_status(&kafka, &watched, &views, &state).await;
         {
             let (kafka, state, cancel) = (kafka.clone(), state.clone(), cancel.clone());
             let _ = tasks.spawn(async move {
@@ -153,7 +284,7 @@ impl Running {
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => break,
-                        _ = tick.tick() => refresh_status(&kafka, &watched, &state).await,
+                        _ = tick.tick() => refresh_status(&kafka, &watched, &views, &state).await,
                     }
                 }
             });
@@ -221,7 +352,11 @@ impl Running {
         self.state.set_ready(false);
         self.cancel.cancel();
         let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, drain).await.is_err() {
+        // Triggers drain within the grace themselves; the margin covers their final commit.
+        if tokio::time::timeout(grace + Duration::from_secs(5), drain)
+            .await
+            .is_err()
+        {
             warn!(
                 grace = ?grace,
                 "Background work did not stop within the grace period; aborting it."
@@ -235,11 +370,67 @@ impl Running {
     }
 }
 
-/// Reads watermarks of the watched topics into the status report and the metrics.
-async fn refresh_status(kafka: &Kafka, watched: &[String], state: &AdminState) {
+/// Reads watermarks of the watched topics and the triggers' committed offsets into the
+/// status report and the metrics.
+async fn refresh_status(
+    kafka: &Kafka,
+    watched: &[String],
+    triggers: &[TriggerView],
+    state: &AdminState,
+) {
     let metrics = state.metrics();
     match kafka.describe_topics(watched).await {
         Ok(topics) => {
+            let mut trigger_status = Vec::with_capacity(triggers.len());
+            for view in triggers {
+                let partitions: Vec<(String, i32)> = topics
+                    .iter()
+                    .filter(|t| view.topics.contains(&t.name))
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
+                    .collect();
+                let committed = kafka
+                    .committed(&view.group, partitions)
+                    .await
+                    .unwrap_or_default();
+                let mut lag = 0;
+                for topic in topics.iter().filter(|t| view.topics.contains(&t.name)) {
+                    for p in &topic.partitions {
+                        let behind = match committed.get(&(topic.name.clone(), p.partition)) {
+                            Some(&offset) => p.high - offset.max(p.low),
+                            // Nothing committed yet: a trigger reading from the end has
+                            // nothing to catch up on.
+                            None if view.initial_offset == InitialOffset::Latest => 0,
+                            None => p.high - p.low,
+                        }
+                        .max(0);
+                        lag += behind;
+                        let _ = metrics
+                            .consumer_lag
+                            .get_or_create(&LagLabels {
+                                trigger: view.name.clone(),
+                                topic: topic.name.clone(),
+                                partition: p.partition,
+                            })
+                            .set(behind);
+                    }
+                }
+                let counts = view.probe.counts();
+                let (delivered, dead_lettered, dropped, retrying) = view.metrics.counts();
+                trigger_status.push(TriggerStatus {
+                    name: view.name.clone(),
+                    topics: view.topics.clone(),
+                    target: view.target.clone(),
+                    group: view.group.clone(),
+                    lag,
+                    in_flight: counts.in_flight,
+                    waiting: counts.waiting,
+                    delivered,
+                    retrying,
+                    dead_lettered,
+                    dropped,
+                });
+            }
+            state.update_status(|status| status.triggers = trigger_status);
             metrics.broker_up.set(1);
             for topic in &topics {
                 let labels = TopicLabels {

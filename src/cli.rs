@@ -224,14 +224,24 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             if let Some(bootstrap) = &cli.bootstrap {
                 config.kafka.bootstrap_servers = Some(bootstrap.clone());
             }
-            serve(&config, RunOptions { admin: true }, args.broker.grace).await
+            let options = RunOptions {
+                admin: true,
+                triggers: true,
+                grace: args.broker.grace,
+            };
+            serve(&config, options, args.broker.grace).await
         }
         Command::Broker(args) => {
             let mut config = apply_broker_args(config, args);
             // `sluice broker` always runs the embedded broker, whatever the file points at.
             config.kafka.bootstrap_servers = None;
             config.triggers.clear();
-            serve(&config, RunOptions { admin: false }, args.grace).await
+            let options = RunOptions {
+                admin: false,
+                triggers: false,
+                grace: args.grace,
+            };
+            serve(&config, options, args.grace).await
         }
         Command::Produce(args) => produce::run(&cli.kafka(&config), &config, args).await,
         Command::Consume(args) => consume::run(&cli.kafka(&config), args).await,

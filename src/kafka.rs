@@ -349,3 +349,37 @@ impl Kafka {
         Ok(())
     }
 }
+
+impl Kafka {
+    /// Committed offsets of `group` for the given partitions; partitions without a commit
+    /// are left out.
+    pub async fn committed(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<BTreeMap<(String, i32), i64>, ClientError> {
+        use rdkafka::{Offset, TopicPartitionList};
+        // Fetching committed offsets does not join the group, so this cannot disturb it.
+        let consumer: BaseConsumer = self.create(&[("group.id", group)])?;
+        let bootstrap = self.bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut list = TopicPartitionList::new();
+            for (topic, partition) in &partitions {
+                let _ = list.add_partition(topic, *partition);
+            }
+            let committed = consumer
+                .committed_offsets(list, METADATA_TIMEOUT)
+                .map_err(|source| ClientError::Unreachable { bootstrap, source })?;
+            Ok(committed
+                .elements()
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                    _ => None,
+                })
+                .collect())
+        })
+        .await
+        .map_err(|err| ClientError::Task(err.to_string()))?
+    }
+}

@@ -4,6 +4,9 @@
 //! - [`config`]: the YAML file, validated into typed settings; everything else is built from it.
 //! - [`broker`]: the embedded Kafka-compatible broker (`tansu`), used when no cluster is set.
 //! - [`kafka`]: librdkafka clients and topic administration shared by every command.
+//! - [`trigger`]: a trigger's consumer group, ordering lanes and offset watermark.
+//! - [`event`]: record → CloudEvent (Knative KafkaSource's HTTP binary mode).
+//! - [`deliver`]: the HTTP invoker, retry policy, dead letters and replies.
 //! - [`app`]: a running sluice; owns the broker, topics, admin listener and background work.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/api/status`.
 //! - [`metrics`]: the Prometheus metrics, registered once.
@@ -16,6 +19,9 @@ pub mod app;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod deliver;
+pub mod event;
 pub mod kafka;
 pub mod metrics;
 pub mod shutdown;
+pub mod trigger;

@@ -4,7 +4,13 @@
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{family::Family, gauge::Gauge, info::Info},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+        info::Info,
+    },
     registry::Registry,
 };
 
@@ -18,6 +24,33 @@ pub struct TopicLabels {
 /// Labels for a per-partition series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+}
+
+/// Labels for a per-trigger series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TriggerLabels {
+    /// Trigger name.
+    pub trigger: String,
+}
+
+/// Labels for delivery attempts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// Trigger name.
+    pub trigger: String,
+    /// `delivered`, `retry`, `unreachable` or `rejected`.
+    pub outcome: String,
+}
+
+/// Labels for consumer lag.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    /// Trigger name.
+    pub trigger: String,
     /// Topic name.
     pub topic: String,
     /// Partition number.
@@ -38,6 +71,26 @@ pub struct Metrics {
     pub partition_high_watermark: Family<PartitionLabels, Gauge>,
     /// Low watermark (first retained offset) per partition.
     pub partition_low_watermark: Family<PartitionLabels, Gauge>,
+    /// Records a trigger received from Kafka.
+    pub events_received: Family<TriggerLabels, Counter>,
+    /// Events a function accepted (2xx).
+    pub events_delivered: Family<TriggerLabels, Counter>,
+    /// Every HTTP attempt, by outcome.
+    pub delivery_attempts: Family<AttemptLabels, Counter>,
+    /// Time of successful attempts.
+    pub delivery_duration: Family<TriggerLabels, Histogram>,
+    /// Events written to the dead-letter sink.
+    pub events_dead_lettered: Family<TriggerLabels, Counter>,
+    /// Events given up on with `dead_letter: none`.
+    pub events_dropped: Family<TriggerLabels, Counter>,
+    /// Replies produced to a reply topic.
+    pub replies: Family<TriggerLabels, Counter>,
+    /// Records between the committed offset and the end of a partition.
+    pub consumer_lag: Family<LagLabels, Gauge>,
+    /// Events being delivered right now.
+    pub in_flight: Family<TriggerLabels, Gauge>,
+    /// Events waiting for their next attempt.
+    pub retrying: Family<TriggerLabels, Gauge>,
 }
 
 impl Metrics {
@@ -79,8 +132,75 @@ impl Metrics {
             "First offset retained in a partition",
             partition_low_watermark.clone(),
         );
+        let events_received = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "events_received",
+            "Records a trigger received from Kafka",
+            events_received.clone(),
+        );
+        let events_delivered = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "events_delivered",
+            "Events a function accepted",
+            events_delivered.clone(),
+        );
+        let delivery_attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register(
+            "delivery_attempts",
+            "Delivery attempts by outcome",
+            delivery_attempts.clone(),
+        );
+        let delivery_duration =
+            Family::<TriggerLabels, Histogram>::new_with_constructor(duration_histogram);
+        registry.register(
+            "delivery_duration_seconds",
+            "Duration of successful delivery attempts",
+            delivery_duration.clone(),
+        );
+        let events_dead_lettered = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "events_dead_lettered",
+            "Events written to the dead-letter sink",
+            events_dead_lettered.clone(),
+        );
+        let events_dropped = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "events_dropped",
+            "Events given up on without a dead-letter sink",
+            events_dropped.clone(),
+        );
+        let replies = Family::<TriggerLabels, Counter>::default();
+        registry.register("replies", "Replies produced", replies.clone());
+        let consumer_lag = Family::<LagLabels, Gauge>::default();
+        registry.register(
+            "consumer_lag",
+            "Records after the committed offset of a trigger's group",
+            consumer_lag.clone(),
+        );
+        let in_flight = Family::<TriggerLabels, Gauge>::default();
+        registry.register(
+            "in_flight",
+            "Events being delivered",
+            in_flight.clone(),
+        );
+        let retrying = Family::<TriggerLabels, Gauge>::default();
+        registry.register(
+            "retrying",
+            "Events waiting for their next attempt",
+            retrying.clone(),
+        );
         Self {
             registry,
+            events_received,
+            events_delivered,
+            delivery_attempts,
+            delivery_duration,
+            events_dead_lettered,
+            events_dropped,
+            replies,
+            consumer_lag,
+            in_flight,
+            retrying,
             broker_up,
             topic_partitions,
             topic_records,
@@ -96,6 +216,11 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Buckets from 1 ms to about 33 s.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
 }
 
 impl Default for Metrics {

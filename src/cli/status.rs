@@ -130,6 +130,40 @@ fn render(status: &Status) -> String {
         })
         .collect();
     out.push_str(&table(&["TOPIC", "PARTITIONS", "RECORDS"], &rows));
+    if !status.triggers.is_empty() {
+        let rows: Vec<Vec<String>> = status
+            .triggers
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.topics.join(","),
+                    t.lag.to_string(),
+                    t.in_flight.to_string(),
+                    t.delivered.to_string(),
+                    t.retrying.to_string(),
+                    t.dead_lettered.to_string(),
+                    t.dropped.to_string(),
+                    t.target.clone(),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &[
+                "TRIGGER",
+                "TOPICS",
+                "LAG",
+                "IN FLIGHT",
+                "DELIVERED",
+                "RETRYING",
+                "DEAD-LETTERED",
+                "DROPPED",
+                "TARGET",
+            ],
+            &rows,
+        ));
+    }
     out
 }
 
@@ -163,6 +197,7 @@ mod tests {
                     records: 0,
                 },
             ],
+            triggers: vec![],
         };
         let text = render(&status);
         assert_eq!(
@@ -172,6 +207,32 @@ mod tests {
              TOPIC               PARTITIONS  RECORDS\n\
              orders              4           12\n\
              a-much-longer-name  missing     0\n"
+        );
+    }
+
+    #[test]
+    fn renders_triggers() {
+        let status = Status {
+            triggers: vec![crate::admin::TriggerStatus {
+                name: "hello-orders".into(),
+                topics: vec!["orders".into()],
+                target: "http://127.0.0.1:8081/".into(),
+                group: "sluice-hello-orders".into(),
+                lag: 5,
+                in_flight: 2,
+                waiting: 3,
+                delivered: 100,
+                retrying: 1,
+                dead_lettered: 4,
+                dropped: 0,
+            }],
+            ..Status::default()
+        };
+        let text = render(&status);
+        let row = text.lines().last().unwrap();
+        assert_eq!(
+            row.split_whitespace().collect::<Vec<_>>(),
+            ["hello-orders", "orders", "5", "2", "100", "1", "4", "0", "http://127.0.0.1:8081/"]
         );
     }
 }

@@ -1,0 +1,38 @@
+"""A tiny function: logs every CloudEvent it receives and answers 200.
+
+Python standard library only. Listens on $PORT (default 8081).
+"""
+import http.server
+import os
+import sys
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = self.rfile.read(length)
+        attributes = {
+            name[3:]: value
+            for name, value in self.headers.items()
+            if name.lower().startswith("ce-")
+        }
+        print(
+            f"event id={attributes.get('id')} source={attributes.get('source')} "
+            f"type={attributes.get('type')} key={attributes.get('key')} "
+            f"data={body.decode('utf-8', 'replace')}",
+            flush=True,
+        )
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+port = int(os.environ.get("PORT", "8081"))
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+print(f"function listening on http://127.0.0.1:{port}/", file=sys.stderr, flush=True)
+server.serve_forever()

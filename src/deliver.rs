@@ -1,0 +1,389 @@
+//! The HTTP invoker and the retry policy: one attempt to deliver an event, and how long to
+//! wait before the next.
+
+pub mod pipeline;
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{
+    Method, Request, StatusCode, Uri,
+    body::Incoming,
+    header::{HeaderMap, RETRY_AFTER},
+};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use rand::Rng;
+
+use crate::{
+    config::{Backoff, Delivery},
+    event::Event,
+};
+
+/// How much of a failed response's body is kept as the reason.
+pub const EXCERPT_LIMIT: usize = 1024;
+
+/// The largest reply body that is produced to a reply topic.
+pub const REPLY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// What one attempt came to.
+#[derive(Debug)]
+pub enum Attempt {
+    /// 2xx: delivered. The reply is there when the response had a body and one was wanted.
+    Delivered {
+        /// The response's status.
+        status: StatusCode,
+        /// Headers and body of the response, when there is something to reply with.
+        reply: Option<(HeaderMap, Bytes)>,
+    },
+    /// A failure worth retrying: 404, 408, 409, 425, 429, 5xx or a timeout.
+    Retry {
+        /// Why.
+        failure: Failure,
+        /// What the function asked for with `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// The function could not be reached at all: retried for as long as it takes.
+    Unreachable {
+        /// Why.
+        failure: Failure,
+    },
+    /// Any other status: not retried.
+    Reject {
+        /// Why.
+        failure: Failure,
+    },
+}
+
+/// Why an attempt failed, as dead letters record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The HTTP status, or `timeout` / `unreachable`.
+    pub code: String,
+    /// A sentence for logs and dead letters.
+    pub message: String,
+    /// The first [`EXCERPT_LIMIT`] bytes of the response body.
+    pub excerpt: Bytes,
+}
+
+impl Attempt {
+    /// The label of this outcome in `sluice_delivery_attempts_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Delivered { .. } => "delivered",
+            Self::Retry { .. } => "retry",
+            Self::Unreachable { .. } => "unreachable",
+            Self::Reject { .. } => "rejected",
+        }
+    }
+}
+
+/// How a status is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// 2xx.
+    Success,
+    /// Retried with backoff.
+    Retry,
+    /// Dead-lettered at once.
+    Reject,
+}
+
+/// Knative's retry rules: 404, 408, 409, 425, 429 and 5xx are retried; other non-2xx are not.
+pub fn classify(status: StatusCode) -> Class {
+    match status.as_u16() {
+        200..=299 => Class::Success,
+        404 | 408 | 409 | 425 | 429 | 500..=599 => Class::Retry,
+        _ => Class::Reject,
+    }
+}
+
+/// Sends events over HTTP/1.1 with pooled keep-alive connections.
+#[derive(Debug, Clone)]
+pub struct Invoker {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Invoker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Invoker {
+    /// A client with a connection pool.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self { client }
+    }
+
+    /// POSTs the event once. `want_reply` keeps a non-empty 2xx body.
+    pub async fn attempt(
+        &self,
+        url: &Uri,
+        event: &Event,
+        timeout: Duration,
+        want_reply: bool,
+    ) -> Attempt {
+        let mut request = Request::builder().method(Method::POST).uri(url.clone());
+        if let Some(headers) = request.headers_mut() {
+            headers.reserve(event.headers.len());
+            for (name, value) in &event.headers {
+                let _ = headers.append(name.clone(), value.clone());
+            }
+        }
+        let request = match request.body(Full::new(event.body.clone())) {
+            Ok(request) => request,
+            Err(err) => {
+                return Attempt::Reject {
+                    failure: failure("request", format!("cannot build the request: {err}")),
+                };
+            }
+        };
+        match tokio::time::timeout(timeout, self.exchange(request, want_reply)).await {
+            Ok(attempt) => attempt,
+            Err(_) => Attempt::Retry {
+                failure: failure("timeout", format!("no answer within {timeout:?}")),
+                retry_after: None,
+            },
+        }
+    }
+
+    async fn exchange(&self, request: Request<Full<Bytes>>, want_reply: bool) -> Attempt {
+        let response = match self.client.request(request).await {
+            Ok(response) => response,
+            Err(err) if err.is_connect() => {
+                return Attempt::Unreachable {
+                    failure: failure("unreachable", format!("cannot connect: {}", chain(&err))),
+                };
+            }
+            Err(err) => {
+                return Attempt::Retry {
+                    failure: failure("error", format!("request failed: {}", chain(&err))),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = response.status();
+        match classify(status) {
+            Class::Success => {
+                let headers = response.headers().clone();
+                let body = if want_reply {
+                    match read_limited(response.into_body(), REPLY_LIMIT).await {
+                        Ok((body, false)) => body,
+                        Ok((_, true)) => {
+                            return Attempt::Reject {
+                                failure: failure(
+                                    &status.as_u16().to_string(),
+                                    format!("reply body larger than {REPLY_LIMIT} bytes"),
+                                ),
+                            };
+                        }
+                        Err(err) => {
+                            return Attempt::Retry {
+                                failure: failure("error", format!("reading the reply: {err}")),
+                                retry_after: None,
+                            };
+                        }
+                    }
+                } else {
+                    // Reading to the end lets the connection be reused.
+                    let _ = response.into_body().collect().await;
+                    Bytes::new()
+                };
+                Attempt::Delivered {
+                    status,
+                    reply: (!body.is_empty()).then_some((headers, body)),
+                }
+            }
+            class => {
+                let retry_after = response
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let excerpt = read_limited(response.into_body(), EXCERPT_LIMIT)
+                    .await
+                    .map(|(b, _)| b)
+                    .unwrap_or_default();
+                let failure = Failure {
+                    code: status.as_u16().to_string(),
+                    message: format!("the function answered {status}"),
+                    excerpt,
+                };
+                if class == Class::Retry {
+                    Attempt::Retry {
+                        failure,
+                        retry_after,
+                    }
+                } else {
+                    Attempt::Reject { failure }
+                }
+            }
+        }
+    }
+}
+
+fn failure(code: &str, message: String) -> Failure {
+    Failure {
+        code: code.to_owned(),
+        message,
+        excerpt: Bytes::new(),
+    }
+}
+
+/// The error and its sources, one sentence.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Reads at most `limit` bytes; the flag says whether there was more.
+async fn read_limited(mut body: Incoming, limit: usize) -> Result<(Bytes, bool), hyper::Error> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            let room = limit - out.len();
+            if data.len() > room {
+                out.extend_from_slice(&data[..room]);
+                return Ok((Bytes::from(out), true));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok((Bytes::from(out), false))
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The wait before retry number `retry` (1 for the first retry), without jitter: exponential
+/// or linear in `backoff_delay`, capped at `backoff_max`.
+pub fn backoff(delivery: &Delivery, retry: u32) -> Duration {
+    let n = retry.max(1);
+    let delay = match delivery.backoff {
+        Backoff::Exponential => {
+            let factor = 2u32.checked_pow(n - 1).unwrap_or(u32::MAX);
+            delivery.backoff_delay.checked_mul(factor)
+        }
+        Backoff::Linear => delivery.backoff_delay.checked_mul(n),
+    };
+    delay.unwrap_or(delivery.backoff_max).min(delivery.backoff_max)
+}
+
+/// [`backoff`] with jitter: between 80% and 120% of it, never above `backoff_max`. A
+/// `Retry-After` from the function replaces the computed delay, capped the same way.
+pub fn retry_delay(delivery: &Delivery, retry: u32, retry_after: Option<Duration>) -> Duration {
+    if let Some(asked) = retry_after {
+        return asked.min(delivery.backoff_max);
+    }
+    let base = backoff(delivery, retry);
+    let factor = rand::rng().random_range(0.8..=1.2);
+    base.mul_f64(factor).min(delivery.backoff_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(backoff: Backoff) -> Delivery {
+        Delivery {
+            retry: 5,
+            backoff,
+            backoff_delay: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn classifies_statuses_like_knative() {
+        for code in [200, 201, 202, 204, 299] {
+            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), Class::Success);
+        }
+        for code in [404, 408, 409, 425, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), Class::Retry);
+        }
+        for code in [100, 301, 304, 400, 401, 403, 405, 410, 413, 422] {
+            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), Class::Reject);
+        }
+    }
+
+    #[test]
+    fn exponential_and_linear_backoff_are_capped() {
+        let d = delivery(Backoff::Exponential);
+        let got: Vec<u64> = (1..=10).map(|n| backoff(&d, n).as_millis() as u64).collect();
+        assert_eq!(
+            got,
+            [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]
+        );
+        assert_eq!(backoff(&d, u32::MAX), Duration::from_secs(30));
+        let d = delivery(Backoff::Linear);
+        let got: Vec<u64> = (1..=4).map(|n| backoff(&d, n).as_millis() as u64).collect();
+        assert_eq!(got, [200, 400, 600, 800]);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        let d = delivery(Backoff::Exponential);
+        for retry in 1..=12 {
+            let base = backoff(&d, retry);
+            for _ in 0..50 {
+                let got = retry_delay(&d, retry, None);
+                assert!(got >= base.mul_f64(0.8) && got <= base.mul_f64(1.2), "{got:?}");
+                assert!(got <= d.backoff_max);
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_wins_but_is_capped() {
+        let d = delivery(Backoff::Exponential);
+        assert_eq!(
+            retry_delay(&d, 1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            retry_delay(&d, 1, Some(Duration::from_secs(3600))),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn parses_retry_after_seconds_and_dates() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+}

@@ -1,0 +1,483 @@
+//! One record's way to its final outcome: attempts with backoff, then a reply or a dead
+//! letter. Nothing here gives up on a record except `dead_letter: none`; a shutdown abandons
+//! the record instead, which leaves its offset uncommitted.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use bytes::Bytes;
+use hyper::{
+    Uri,
+    header::{CONTENT_TYPE, HeaderMap},
+};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use super::{Attempt, Failure, Invoker, retry_delay};
+use crate::{
+    config::{Delivery, DeadLetter},
+    event::{self, Event, EventSettings, Record, percent_decode},
+    metrics::{AttemptLabels, Metrics, TriggerLabels},
+};
+
+/// How long one produce of a dead letter or reply may wait for the broker.
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most one warning per this interval about an unreachable function.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How a record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Final {
+    /// The function accepted it (and its reply, if any, was produced).
+    Delivered,
+    /// It went to the dead-letter sink, which acknowledged it.
+    DeadLettered,
+    /// `dead_letter: none` and it could not be delivered.
+    Dropped,
+}
+
+/// Per-trigger metric handles, resolved once.
+#[derive(Debug, Clone)]
+pub struct TriggerMetrics {
+    received: Counter,
+    delivered: Counter,
+    dead_lettered: Counter,
+    dropped: Counter,
+    replies: Counter,
+    duration: Histogram,
+    /// Events being delivered.
+    pub in_flight: Gauge,
+    retrying: Gauge,
+    attempts: [Counter; 4],
+}
+
+impl TriggerMetrics {
+    /// Handles for `trigger`.
+    pub fn new(metrics: &Metrics, trigger: &str) -> Self {
+        let labels = TriggerLabels {
+            trigger: trigger.to_owned(),
+        };
+        let attempt = |outcome: &str| {
+            metrics
+                .delivery_attempts
+                .get_or_create(&AttemptLabels {
+                    trigger: trigger.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .clone()
+        };
+        Self {
+            received: metrics.events_received.get_or_create(&labels).clone(),
+            delivered: metrics.events_delivered.get_or_create(&labels).clone(),
+            dead_lettered: metrics.events_dead_lettered.get_or_create(&labels).clone(),
+            dropped: metrics.events_dropped.get_or_create(&labels).clone(),
+            replies: metrics.replies.get_or_create(&labels).clone(),
+            duration: metrics.delivery_duration.get_or_create(&labels).clone(),
+            in_flight: metrics.in_flight.get_or_create(&labels).clone(),
+            retrying: metrics.retrying.get_or_create(&labels).clone(),
+            attempts: [
+                attempt("delivered"),
+                attempt("retry"),
+                attempt("unreachable"),
+                attempt("rejected"),
+            ],
+        }
+    }
+
+    /// A record arrived from Kafka.
+    pub fn received(&self) {
+        let _ = self.received.inc();
+    }
+
+    /// Figures for `sluice status`: delivered, dead-lettered, dropped, retrying.
+    pub fn counts(&self) -> (u64, u64, u64, i64) {
+        (
+            self.delivered.get(),
+            self.dead_lettered.get(),
+            self.dropped.get(),
+            self.retrying.get(),
+        )
+    }
+
+    fn attempt(&self, attempt: &Attempt) {
+        let i = match attempt {
+            Attempt::Delivered { .. } => 0,
+            Attempt::Retry { .. } => 1,
+            Attempt::Unreachable { .. } => 2,
+            Attempt::Reject { .. } => 3,
+        };
+        let _ = self.attempts[i].inc();
+    }
+}
+
+/// Everything a trigger needs to take a record to its outcome.
+pub struct Pipeline {
+    /// Trigger name.
+    pub trigger: String,
+    /// The function's URL.
+    pub url: Uri,
+    /// Retry policy.
+    pub delivery: Delivery,
+    /// Where undeliverable records go.
+    pub dead_letter: DeadLetterSink,
+    /// Reply topic.
+    pub reply: Option<String>,
+    /// How records become events.
+    pub settings: EventSettings,
+    /// HTTP client.
+    pub invoker: Invoker,
+    /// Producer for dead letters and replies.
+    pub producer: FutureProducer,
+    /// Metric handles.
+    pub metrics: TriggerMetrics,
+    last_unreachable_warning: AtomicU64,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("trigger", &self.trigger)
+            .field("url", &self.url)
+            .field("dead_letter", &self.dead_letter)
+            .field("reply", &self.reply)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The resolved dead-letter target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterSink {
+    /// Log, count and drop.
+    None,
+    /// Produce to this topic.
+    Topic(String),
+    /// POST the event to this URL.
+    Url(Uri),
+}
+
+impl DeadLetterSink {
+    /// From the config; a URL that does not parse as a URI is reported by the caller.
+    pub fn from_config(dead_letter: &DeadLetter) -> Result<Self, String> {
+        Ok(match dead_letter {
+            DeadLetter::None => Self::None,
+            DeadLetter::Topic(topic) => Self::Topic(topic.clone()),
+            DeadLetter::Url(url) => Self::Url(
+                url.as_str()
+                    .parse()
+                    .map_err(|err| format!("dead-letter URL {url}: {err}"))?,
+            ),
+        })
+    }
+}
+
+impl Pipeline {
+    /// A pipeline for one trigger.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        trigger: String,
+        url: Uri,
+        delivery: Delivery,
+        dead_letter: DeadLetterSink,
+        reply: Option<String>,
+        settings: EventSettings,
+        producer: FutureProducer,
+        metrics: TriggerMetrics,
+    ) -> Self {
+        Self {
+            trigger,
+            url,
+            delivery,
+            dead_letter,
+            reply,
+            settings,
+            invoker: Invoker::new(),
+            producer,
+            metrics,
+            last_unreachable_warning: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+
+    /// Takes the record to its final outcome; `None` when `cancel` fired first (the record
+    /// is not final and must not be committed).
+    pub async fn run(&self, record: &Record, cancel: &CancellationToken) -> Option<Final> {
+        let event = event::from_record(record, &self.settings);
+        let mut retries = 0u32;
+        let mut unreachable = 0u32;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let started = Instant::now();
+            let attempt = self
+                .invoker
+                .attempt(
+                    &self.url,
+                    &event,
+                    self.delivery.timeout,
+                    self.reply.is_some(),
+                )
+                .await;
+            self.metrics.attempt(&attempt);
+            match attempt {
+                Attempt::Delivered { reply, .. } => {
+                    self.metrics
+                        .duration
+                        .observe(started.elapsed().as_secs_f64());
+                    if let (Some(topic), Some((headers, body))) = (&self.reply, reply) {
+                        self.produce_reply(topic, record, &event, &headers, body, cancel)
+                            .await?;
+                    }
+                    let _ = self.metrics.delivered.inc();
+                    return Some(Final::Delivered);
+                }
+                Attempt::Reject { failure } => {
+                    return self.dead_letter(record, &event, &failure, attempts, cancel).await;
+                }
+                Attempt::Retry {
+                    failure,
+                    retry_after,
+                } => {
+                    if retries >= self.delivery.retry {
+                        return self.dead_letter(record, &event, &failure, attempts, cancel).await;
+                    }
+                    retries += 1;
+                    unreachable = 0;
+                    let delay = retry_delay(&self.delivery, retries, retry_after);
+                    debug!(
+                        trigger = %self.trigger,
+                        id = %event.id,
+                        attempt = attempts,
+                        error = %failure.message,
+                        delay = ?delay,
+                        "Delivery failed; retrying."
+                    );
+                    self.wait(delay, cancel).await?;
+                }
+                Attempt::Unreachable { failure } => {
+                    // An outage, not a bad record: wait for the function without using up
+                    // the record's retries, so nothing is dead-lettered for it.
+                    unreachable = unreachable.saturating_add(1);
+                    self.warn_unreachable(&failure);
+                    let delay = retry_delay(&self.delivery, unreachable, None);
+                    self.wait(delay, cancel).await?;
+                }
+            }
+        }
+    }
+
+    async fn wait(&self, delay: Duration, cancel: &CancellationToken) -> Option<()> {
+        self.metrics.retrying.inc();
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => None,
+            _ = tokio::time::sleep(delay) => Some(()),
+        };
+        self.metrics.retrying.dec();
+        outcome
+    }
+
+    fn warn_unreachable(&self, failure: &Failure) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.last_unreachable_warning.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= WARN_INTERVAL.as_millis() as u64)
+            && self
+                .last_unreachable_warning
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            warn!(
+                trigger = %self.trigger,
+                url = %self.url,
+                error = %failure.message,
+                "Function is unreachable; its events wait and are retried."
+            );
+        }
+    }
+
+    async fn dead_letter(
+        &self,
+        record: &Record,
+        event: &Event,
+        failure: &Failure,
+        attempts: u32,
+        cancel: &CancellationToken,
+    ) -> Option<Final> {
+        match &self.dead_letter {
+            DeadLetterSink::None => {
+                warn!(
+                    trigger = %self.trigger,
+                    id = %event.id,
+                    attempts,
+                    error = %failure.message,
+                    "Event could not be delivered and is dropped (dead_letter: none)."
+                );
+                let _ = self.metrics.dropped.inc();
+                Some(Final::Dropped)
+            }
+            DeadLetterSink::Topic(topic) => {
+                let headers = self.reason_headers(record, failure, attempts);
+                let mut retry = 0;
+                loop {
+                    let mut out = FutureRecord::to(topic).headers(headers.clone());
+                    if let Some(key) = &record.key {
+                        out = out.key(&key[..]);
+                    }
+                    if let Some(value) = &record.value {
+                        out = out.payload(&value[..]);
+                    }
+                    match self.producer.send(out, PRODUCE_TIMEOUT).await {
+                        Ok(_) => break,
+                        Err((err, _)) => {
+                            retry += 1;
+                            error!(trigger = %self.trigger, topic, error = %err, "Cannot write a dead letter; retrying.");
+                            self.wait(retry_delay(&self.delivery, retry, None), cancel)
+                                .await?;
+                        }
+                    }
+                }
+                warn!(
+                    trigger = %self.trigger,
+                    id = %event.id,
+                    topic,
+                    attempts,
+                    error = %failure.message,
+                    "Event dead-lettered."
+                );
+                let _ = self.metrics.dead_lettered.inc();
+                Some(Final::DeadLettered)
+            }
+            DeadLetterSink::Url(url) => {
+                let mut event = event.clone();
+                event.push_extension("knativeerrorcode", &failure.code);
+                event.push_extension("knativeerrordest", &self.url.to_string());
+                if !failure.excerpt.is_empty() {
+                    event.push_extension("knativeerrordata", &BASE64.encode(&failure.excerpt));
+                }
+                let mut retry = 0;
+                loop {
+                    match self
+                        .invoker
+                        .attempt(url, &event, self.delivery.timeout, false)
+                        .await
+                    {
+                        Attempt::Delivered { .. } => break,
+                        Attempt::Retry { failure: f, .. }
+                        | Attempt::Unreachable { failure: f }
+                        | Attempt::Reject { failure: f } => {
+                            retry += 1;
+                            error!(trigger = %self.trigger, url = %url, error = %f.message, "Dead-letter sink refused an event; retrying.");
+                            self.wait(retry_delay(&self.delivery, retry, None), cancel)
+                                .await?;
+                        }
+                    }
+                }
+                warn!(trigger = %self.trigger, id = %event.id, url = %url, attempts, error = %failure.message, "Event dead-lettered.");
+                let _ = self.metrics.dead_lettered.inc();
+                Some(Final::DeadLettered)
+            }
+        }
+    }
+
+    /// The record's own headers, then why it is a dead letter.
+    fn reason_headers(&self, record: &Record, failure: &Failure, attempts: u32) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 9);
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: name,
+                value: value.as_deref(),
+            });
+        }
+        let url = self.url.to_string();
+        let attempts = attempts.to_string();
+        let partition = record.partition.to_string();
+        let offset = record.offset.to_string();
+        let reasons: [(&str, &[u8]); 9] = [
+            ("knativeerrorcode", failure.code.as_bytes()),
+            ("knativeerrordest", url.as_bytes()),
+            ("knativeerrordata", &failure.excerpt),
+            ("sluice-error", failure.message.as_bytes()),
+            ("sluice-attempts", attempts.as_bytes()),
+            ("sluice-trigger", self.trigger.as_bytes()),
+            ("sluice-source-topic", record.topic.as_bytes()),
+            ("sluice-source-partition", partition.as_bytes()),
+            ("sluice-source-offset", offset.as_bytes()),
+        ];
+        for (key, value) in reasons {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
+        headers
+    }
+
+    /// Produces a function's reply: a CloudEvent response stays a CloudEvent (Kafka binary
+    /// binding), any other body keeps its content type. Keyed like the input.
+    async fn produce_reply(
+        &self,
+        topic: &str,
+        record: &Record,
+        event: &Event,
+        headers: &HeaderMap,
+        body: Bytes,
+        cancel: &CancellationToken,
+    ) -> Option<()> {
+        let mut out_headers = OwnedHeaders::new();
+        for (name, value) in headers {
+            let name = name.as_str();
+            if let Some(attribute) = name.strip_prefix("ce-") {
+                let decoded = percent_decode(value.to_str().unwrap_or_default());
+                out_headers = out_headers.insert(Header {
+                    key: &format!("ce_{attribute}"),
+                    value: Some(&decoded),
+                });
+            }
+        }
+        if let Some(content_type) = headers.get(CONTENT_TYPE) {
+            out_headers = out_headers.insert(Header {
+                key: "content-type",
+                value: Some(content_type.as_bytes()),
+            });
+        }
+        out_headers = out_headers.insert(Header {
+            key: "sluice-cause",
+            value: Some(event.id.as_bytes()),
+        });
+        let mut retry = 0;
+        loop {
+            let mut out = FutureRecord::to(topic)
+                .payload(&body[..])
+                .headers(out_headers.clone());
+            if let Some(key) = &record.key {
+                out = out.key(&key[..]);
+            }
+            match self.producer.send(out, PRODUCE_TIMEOUT).await {
+                Ok(_) => {
+                    let _ = self.metrics.replies.inc();
+                    return Some(());
+                }
+                Err((err, _)) => {
+                    retry += 1;
+                    error!(trigger = %self.trigger, topic, error = %err, "Cannot produce a reply; retrying.");
+                    self.wait(retry_delay(&self.delivery, retry, None), cancel)
+                        .await?;
+                }
+            }
+        }
+    }
+}
+
+/// Shared across a trigger's delivery tasks.
+pub type SharedPipeline = Arc<Pipeline>;

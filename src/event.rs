@@ -1,0 +1,328 @@
+//! Kafka record → CloudEvent, in the HTTP binary content mode that Knative's KafkaSource uses.
+//!
+//! Attribute values go into HTTP headers. The CloudEvents HTTP binding asks for
+//! percent-encoding of anything outside printable ASCII, so text of any language survives.
+//! Bytes that are not UTF-8 cannot be a CloudEvents string at all; like the specification's
+//! Binary type, they are sent base64-encoded, and the `sluicebase64` extension lists the
+//! attributes so encoded (for example `key,kafkaheadertrace`).
+
+use std::{fmt::Write as _, time::SystemTime};
+
+use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
+use bytes::Bytes;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+
+/// CloudEvents type of a record that is not a CloudEvent already, as Knative's KafkaSource.
+pub const KAFKA_EVENT_TYPE: &str = "dev.knative.kafka.event";
+
+/// The extension that lists attributes whose values are base64 because they were not UTF-8.
+pub const BASE64_EXTENSION: &str = "sluicebase64";
+
+/// A Kafka record, owned, as consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Record timestamp in milliseconds since the epoch, when the broker has one.
+    pub timestamp: Option<i64>,
+    /// Key; `None` for a null key.
+    pub key: Option<Bytes>,
+    /// Value; `None` for a tombstone.
+    pub value: Option<Bytes>,
+    /// Headers in order; a header may have no value.
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+impl Record {
+    /// The first header with this name, compared without case.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| v.as_deref())
+    }
+
+    /// Size in memory, roughly: what backpressure counts.
+    pub fn size(&self) -> usize {
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.as_ref().map_or(0, Bytes::len))
+                .sum::<usize>()
+            + 64
+    }
+}
+
+/// Per-trigger settings that shape events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Trigger name, used in the default source.
+    pub trigger: String,
+    /// `source` override.
+    pub source: Option<String>,
+    /// `type` override.
+    pub event_type: Option<String>,
+    /// Content type when the record has no `content-type` header.
+    pub content_type: String,
+}
+
+/// An event ready to be sent over HTTP.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// The CloudEvent id (also used as the cause of replies).
+    pub id: String,
+    /// HTTP headers: `ce-*` attributes, `Content-Type` and `Prefer`.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// HTTP body.
+    pub body: Bytes,
+}
+
+impl Event {
+    /// Adds an extension attribute (`ce-<name>`) with a text value.
+    pub fn push_extension(&mut self, name: &str, value: &str) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::try_from(format!("ce-{name}")),
+            HeaderValue::try_from(percent_encode(value.as_bytes())),
+        ) {
+            self.headers.push((name, value));
+        }
+    }
+}
+
+/// Builds the event for a record: the record itself when it already is a CloudEvent, else
+/// the Knative KafkaSource mapping.
+pub fn from_record(record: &Record, settings: &EventSettings) -> Event {
+    if let Some(event) = structured(record).or_else(|| binary_binding(record)) {
+        return event;
+    }
+    let mut headers = Vec::with_capacity(12 + record.headers.len());
+    let mut encoded = Vec::new();
+    let id = format!("partition:{}/offset:{}", record.partition, record.offset);
+    let source = match &settings.source {
+        Some(source) => source.clone(),
+        None => format!("/sluice/{}#{}", settings.trigger, record.topic),
+    };
+    let event_type = settings.event_type.as_deref().unwrap_or(KAFKA_EVENT_TYPE);
+    push_text(&mut headers, "ce-specversion", "1.0");
+    push_text(&mut headers, "ce-id", &id);
+    push_text(&mut headers, "ce-source", &source);
+    push_text(&mut headers, "ce-type", event_type);
+    push_text(
+        &mut headers,
+        "ce-subject",
+        &format!("partition:{}#{}", record.partition, record.offset),
+    );
+    if let Some(time) = record.timestamp.and_then(rfc3339_millis) {
+        push_text(&mut headers, "ce-time", &time);
+    }
+    if let Some(key) = &record.key {
+        let value = attribute_value(key, "key", &mut encoded);
+        push_encoded(&mut headers, "ce-key", value.clone());
+        push_encoded(&mut headers, "ce-partitionkey", value);
+    }
+    for (name, value) in &record.headers {
+        let Some(value) = value else { continue };
+        let attribute = format!("kafkaheader{}", header_suffix(name));
+        if attribute.len() == "kafkaheader".len() {
+            continue;
+        }
+        let value = attribute_value(value, &attribute, &mut encoded);
+        push_encoded(&mut headers, &format!("ce-{attribute}"), value);
+    }
+    push_text(
+        &mut headers,
+        "ce-knativekafkapartition",
+        &record.partition.to_string(),
+    );
+    push_text(
+        &mut headers,
+        "ce-knativekafkaoffset",
+        &record.offset.to_string(),
+    );
+    if !encoded.is_empty() {
+        push_text(
+            &mut headers,
+            &format!("ce-{BASE64_EXTENSION}"),
+            &encoded.join(","),
+        );
+    }
+    let content_type = record
+        .header("content-type")
+        .and_then(|v| HeaderValue::from_bytes(v).ok())
+        .unwrap_or_else(|| {
+            HeaderValue::try_from(settings.content_type.as_str())
+                .unwrap_or(HeaderValue::from_static("application/octet-stream"))
+        });
+    headers.push((CONTENT_TYPE, content_type));
+    headers.push((
+        HeaderName::from_static("prefer"),
+        HeaderValue::from_static("reply"),
+    ));
+    Event {
+        id,
+        headers,
+        body: record.value.clone().unwrap_or_default(),
+    }
+}
+
+/// A record whose content type is `application/cloudevents+json` is a structured-mode event:
+/// it is sent as it is.
+fn structured(record: &Record) -> Option<Event> {
+    let content_type = record.header("content-type")?;
+    let text = std::str::from_utf8(content_type).ok()?;
+    if !text
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("application/cloudevents+json")
+    {
+        return None;
+    }
+    let body = record.value.clone().unwrap_or_default();
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let id = serde_json::from_slice::<Id>(&body)
+        .map(|i| i.id)
+        .unwrap_or_else(|_| format!("partition:{}/offset:{}", record.partition, record.offset));
+    Some(Event {
+        id,
+        headers: vec![
+            (CONTENT_TYPE, HeaderValue::from_bytes(content_type).ok()?),
+            (
+                HeaderName::from_static("prefer"),
+                HeaderValue::from_static("reply"),
+            ),
+        ],
+        body,
+    })
+}
+
+/// A record with `ce_specversion` is a binary-mode event of the Kafka protocol binding: its
+/// `ce_` headers become `ce-` HTTP headers.
+fn binary_binding(record: &Record) -> Option<Event> {
+    record.header("ce_specversion")?;
+    let mut headers = Vec::with_capacity(record.headers.len() + 2);
+    let mut id = None;
+    for (name, value) in &record.headers {
+        let Some(value) = value else { continue };
+        let lower = name.to_ascii_lowercase();
+        if let Some(attribute) = lower.strip_prefix("ce_") {
+            if attribute == "id" {
+                id = Some(String::from_utf8_lossy(value).into_owned());
+            }
+            // The Kafka binding carries UTF-8 text; the HTTP binding wants it percent-encoded.
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(format!("ce-{attribute}")),
+                HeaderValue::try_from(percent_encode(value)),
+            ) {
+                headers.push((name, value));
+            }
+        } else if lower == "content-type"
+            && let Ok(value) = HeaderValue::from_bytes(value)
+        {
+            headers.push((CONTENT_TYPE, value));
+        }
+    }
+    headers.push((
+        HeaderName::from_static("prefer"),
+        HeaderValue::from_static("reply"),
+    ));
+    Some(Event {
+        id: id.unwrap_or_else(|| {
+            format!("partition:{}/offset:{}", record.partition, record.offset)
+        }),
+        headers,
+        body: record.value.clone().unwrap_or_default(),
+    })
+}
+
+/// `[a-z0-9]` only, lower-cased: CloudEvents attribute names allow nothing else.
+pub fn header_suffix(name: &str) -> String {
+    name.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The header value for an attribute: percent-encoded text, or base64 when not UTF-8 (and
+/// the attribute's name is noted for the `sluicebase64` extension).
+fn attribute_value(bytes: &[u8], attribute: &str, encoded: &mut Vec<String>) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => percent_encode(text.as_bytes()),
+        Err(_) => {
+            encoded.push(attribute.to_owned());
+            BASE64.encode(bytes)
+        }
+    }
+}
+
+fn push_text(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: &str) {
+    push_encoded(headers, name, percent_encode(value.as_bytes()));
+}
+
+fn push_encoded(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: String) {
+    // Both are built from checked characters: lower-case names and percent-encoded ASCII.
+    if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        headers.push((name, value));
+    }
+}
+
+/// Percent-encodes what the CloudEvents HTTP binding requires: bytes outside printable
+/// ASCII, space, `"` and `%`.
+pub fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Reverses [`percent_encode`]; malformed escapes are kept as they are.
+pub fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2024-05-01T12:00:00.123Z`.
+pub fn rfc3339_millis(millis: i64) -> Option<String> {
+    let millis = u64::try_from(millis).ok()?;
+    let time = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(millis))?;
+    Some(humantime::format_rfc3339_millis(time).to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+use super::*;
+
+fn settings() -> EventSettings {
+    EventSettings {
+        trigger: "hello-orders".into(),
+        source: None,
+        event_type: None,
+        content_type: "application/octet-stream".into(),
+    }
+}
+
+fn record() -> Record {
+    Record {
+        topic: "orders".into(),
+        partition: 2,
+        offset: 41,
+        timestamp: Some(1_700_000_000_123),
+        key: Some(Bytes::from_static(b"alice")),
+        value: Some(Bytes::from_static(b"{\"n\":1}")),
+        headers: vec![
+            ("Trace-Id".into(), Some(Bytes::from_static(b"abc 1"))),
+            ("empty".into(), None),
+        ],
+    }
+}
+
+fn header<'a>(event: &'a Event, name: &str) -> Option<&'a str> {
+    event
+        .headers
+        .iter()
+        .find(|(n, _)| n.as_str() == name)
+        .map(|(_, v)| v.to_str().unwrap())
+}
+
+#[test]
+fn maps_a_record_like_knative_kafka_source() {
+    let event = from_record(&record(), &settings());
+    let expected = [
+        ("ce-specversion", "1.0"),
+        ("ce-id", "partition:2/offset:41"),
+        ("ce-source", "/sluice/hello-orders#orders"),
+        ("ce-type", "dev.knative.kafka.event"),
+        ("ce-subject", "partition:2#41"),
+        ("ce-time", "2023-11-14T22:13:20.123Z"),
+        ("ce-key", "alice"),
+        ("ce-partitionkey", "alice"),
+        ("ce-kafkaheadertraceid", "abc%201"),
+        ("ce-knativekafkapartition", "2"),
+        ("ce-knativekafkaoffset", "41"),
+        ("content-type", "application/octet-stream"),
+        ("prefer", "reply"),
+    ];
+    let got: Vec<(&str, &str)> = event
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(event.id, "partition:2/offset:41");
+    assert_eq!(&event.body[..], b"{\"n\":1}");
+}
+
+#[test]
+fn overrides_and_record_content_type_win() {
+    let mut r = record();
+    r.headers.push(("Content-Type".into(), Some(Bytes::from_static(b"application/json"))));
+    let s = EventSettings {
+        source: Some("urn:shop".into()),
+        event_type: Some("com.shop.order".into()),
+        ..settings()
+    };
+    let event = from_record(&r, &s);
+    assert_eq!(header(&event, "ce-source"), Some("urn:shop"));
+    assert_eq!(header(&event, "ce-type"), Some("com.shop.order"));
+    assert_eq!(header(&event, "content-type"), Some("application/json"));
+    assert_eq!(header(&event, "ce-kafkaheadercontenttype"), Some("application/json"));
+}
+
+#[test]
+fn null_key_tombstone_and_missing_timestamp_are_left_out() {
+    let r = Record {
+        key: None,
+        value: None,
+        timestamp: None,
+        headers: vec![],
+        ..record()
+    };
+    let event = from_record(&r, &settings());
+    assert!(header(&event, "ce-key").is_none());
+    assert!(header(&event, "ce-partitionkey").is_none());
+    assert!(header(&event, "ce-time").is_none());
+    assert!(event.body.is_empty());
+}
+
+#[test]
+fn non_utf8_key_and_headers_go_base64_and_are_listed() {
+    let r = Record {
+        key: Some(Bytes::from_static(&[0xff, 0x00, 0x41])),
+        headers: vec![
+            ("bin".into(), Some(Bytes::from_static(&[0xc3, 0x28]))),
+            ("text".into(), Some(Bytes::from_static("naïve".as_bytes()))),
+        ],
+        ..record()
+    };
+    let event = from_record(&r, &settings());
+    assert_eq!(header(&event, "ce-key"), Some("/wBB"));
+    assert_eq!(header(&event, "ce-partitionkey"), Some("/wBB"));
+    assert_eq!(header(&event, "ce-kafkaheaderbin"), Some("wyg="));
+    assert_eq!(header(&event, "ce-kafkaheadertext"), Some("na%C3%AFve"));
+    assert_eq!(header(&event, "ce-sluicebase64"), Some("key,kafkaheaderbin"));
+    assert_eq!(percent_decode("na%C3%AFve"), "naïve".as_bytes());
+}
+
+#[test]
+fn a_binary_mode_kafka_cloudevent_passes_through() {
+    let r = Record {
+        headers: vec![
+            ("ce_specversion".into(), Some(Bytes::from_static(b"1.0"))),
+            ("ce_id".into(), Some(Bytes::from_static(b"order-7"))),
+            ("ce_source".into(), Some(Bytes::from_static(b"/shop"))),
+            ("ce_type".into(), Some(Bytes::from_static(b"com.shop.order"))),
+            ("content-type".into(), Some(Bytes::from_static(b"application/json"))),
+            ("other".into(), Some(Bytes::from_static(b"x"))),
+        ],
+        ..record()
+    };
+    let event = from_record(&r, &settings());
+    assert_eq!(event.id, "order-7");
+    let got: Vec<(&str, &str)> = event
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("ce-specversion", "1.0"),
+            ("ce-id", "order-7"),
+            ("ce-source", "/shop"),
+            ("ce-type", "com.shop.order"),
+            ("content-type", "application/json"),
+            ("prefer", "reply"),
+        ]
+    );
+}
+
+#[test]
+fn a_structured_cloudevent_passes_through() {
+    let body = br#"{"specversion":"1.0","id":"s-1","source":"/x","type":"t","data":1}"#;
+    let r = Record {
+        value: Some(Bytes::from_static(body)),
+        headers: vec![(
+            "content-type".into(),
+            Some(Bytes::from_static(b"application/cloudevents+json; charset=utf-8")),
+        )],
+        ..record()
+    };
+    let event = from_record(&r, &settings());
+    assert_eq!(event.id, "s-1");
+    assert_eq!(
+        header(&event, "content-type"),
+        Some("application/cloudevents+json; charset=utf-8")
+    );
+    assert!(header(&event, "ce-id").is_none());
+    assert_eq!(&event.body[..], body);
+}
+
+#[test]
+fn percent_encoding_round_trips_every_byte() {
+    let all: Vec<u8> = (0..=255).collect();
+    let encoded = percent_encode(&all);
+    assert!(encoded.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    assert!(HeaderValue::try_from(encoded.as_str()).is_ok());
+    assert_eq!(percent_decode(&encoded), all);
+    // Random strings, including multi-byte characters, survive too.
+    for seed in 0..200u32 {
+        let text: String = (0..(seed % 17))
+            .map(|i| char::from_u32((seed * 7919 + i * 104_729) % 0x3000).unwrap_or('x'))
+            .collect();
+        assert_eq!(percent_decode(&percent_encode(text.as_bytes())), text.as_bytes());
+    }
+    assert_eq!(percent_decode("100%"), b"100%");
+    assert_eq!(percent_decode("%zz"), b"%zz");
+}
+
+#[test]
+fn header_names_keep_only_lowercase_alphanumerics() {
+    assert_eq!(header_suffix("X-Trace_ID.v2"), "xtraceidv2");
+    assert_eq!(header_suffix("---"), "");
+}

@@ -1,0 +1,562 @@
+//! A trigger at run time: its consumer group, the ordering lanes, the delivery tasks and the
+//! offset watermark that decides what is committed.
+//!
+//! One task per trigger polls the consumer and starts deliveries; each delivery runs in a task
+//! of its own and reports its outcome into the shared [`State`]. The rebalance callback reads
+//! the same state, so it can stop revoked partitions, wait for their deliveries and commit.
+
+mod lanes;
+mod offsets;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Condvar, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use rdkafka::{
+    ClientContext, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    message::{BorrowedMessage, Headers},
+};
+use tokio::sync::Notify;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::{InitialOffset, Ordering},
+    deliver::pipeline::{Final, Pipeline},
+    event::Record,
+    kafka::{ClientError, Kafka},
+};
+use lanes::{Lane, Lanes};
+use offsets::PartitionOffsets;
+
+/// How often the watermarks are committed.
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a revoke waits for the deliveries of the revoked partitions.
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
+
+/// Buffered bytes above which a trigger pauses its partitions.
+const MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
+
+/// A partition within one assignment: a partition revoked and assigned again gets a new
+/// generation, so late outcomes of the old assignment cannot touch the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Slot {
+    topic: Arc<str>,
+    partition: i32,
+    generation: u64,
+}
+
+/// A record waiting for, or in, delivery.
+#[derive(Debug)]
+struct Work {
+    record: Record,
+    slot: Slot,
+    size: usize,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    generation: u64,
+    offsets: PartitionOffsets,
+}
+
+/// What the poller, the delivery tasks and the rebalance callback share.
+#[derive(Debug, Default)]
+struct State {
+    partitions: HashMap<(Arc<str>, i32), PartitionState>,
+    lanes: Lanes<Slot, Work>,
+    in_flight: usize,
+    buffered: usize,
+    buffered_bytes: usize,
+    next_generation: u64,
+    paused: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled on every outcome, for the rebalance callback's wait.
+    outcome: Condvar,
+    /// Wakes the poller to start more deliveries.
+    wake: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent between statements, so a panicked holder leaves nothing
+        // half-done that matters more than stopping the trigger would.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Consumer context: runs the revoke protocol inside librdkafka's rebalance callback.
+struct TriggerContext {
+    name: String,
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for TriggerContext {}
+
+impl ConsumerContext for TriggerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked: Vec<(String, i32)> = list
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            let commit = block(|| revoke(&self.shared, &revoked, REVOKE_WAIT));
+            if commit.count() > 0 {
+                if let Err(err) = consumer.commit(&commit, CommitMode::Sync) {
+                    warn!(trigger = %self.name, error = %err, "Commit on revoke failed.");
+                }
+            }
+            info!(trigger = %self.name, partitions = ?revoked, "Partitions revoked.");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let assigned: Vec<(String, i32)> = list
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            info!(trigger = %self.name, partitions = ?assigned, "Partitions assigned.");
+        }
+    }
+}
+
+/// Runs blocking work inside an async context without starving the runtime's other tasks.
+fn block<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle)
+            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+        {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// Stops the revoked partitions: drops their waiting records (the next owner reads them
+/// again), waits (bounded) for their deliveries, and returns the offsets to commit.
+fn revoke(shared: &Shared, revoked: &[(String, i32)], wait: Duration) -> TopicPartitionList {
+    let is_revoked =
+        |topic: &str, partition: i32| revoked.iter().any(|(t, p)| t == topic && *p == partition);
+    let mut state = shared.lock();
+    let dropped = state
+        .lanes
+        .purge(|slot| is_revoked(&slot.topic, slot.partition));
+    state.buffered -= dropped.len();
+    state.buffered_bytes -= dropped.iter().map(|w| w.size).sum::<usize>();
+    let deadline = Instant::now() + wait;
+    loop {
+        let busy = state
+            .partitions
+            .iter()
+            .any(|((t, p), s)| is_revoked(t, *p) && s.offsets.in_flight > 0);
+        let now = Instant::now();
+        if !busy || now >= deadline {
+            break;
+        }
+        state = shared
+            .outcome
+            .wait_timeout(state, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    let mut commit = TopicPartitionList::new();
+    state.partitions.retain(|(topic, partition), s| {
+        if !is_revoked(topic, *partition) {
+            return true;
+        }
+        if let Some(offset) = s.offsets.watermark() {
+            let _ = commit.add_partition_offset(topic, *partition, Offset::Offset(offset));
+        }
+        false
+    });
+    commit
+}
+
+/// A trigger, built from the config and ready to run.
+pub struct Trigger {
+    name: String,
+    topics: Vec<String>,
+    ordering: Ordering,
+    max_in_flight: usize,
+    consumer: StreamConsumer<TriggerContext>,
+    shared: Arc<Shared>,
+    pipeline: Arc<Pipeline>,
+}
+
+impl std::fmt::Debug for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trigger")
+            .field("name", &self.name)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a trigger reports for `sluice status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TriggerCounts {
+    /// Deliveries running.
+    pub in_flight: usize,
+    /// Records received and not yet started.
+    pub waiting: usize,
+}
+
+/// A handle that reads a running trigger's counts.
+#[derive(Debug, Clone)]
+pub struct TriggerProbe {
+    shared: Arc<Shared>,
+}
+
+impl TriggerProbe {
+    /// In flight and waiting right now.
+    pub fn counts(&self) -> TriggerCounts {
+        let state = self.shared.lock();
+        TriggerCounts {
+            in_flight: state.in_flight,
+            waiting: state.lanes.waiting(),
+        }
+    }
+}
+
+/// Consumer settings sluice relies on; `kafka.client` may override the tunable ones.
+fn consumer_settings(
+    group: &str,
+    initial_offset: InitialOffset,
+) -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+    let fixed = vec![
+        ("group.id", group.to_owned()),
+        // Offsets are stored and committed only past final outcomes.
+        ("enable.auto.commit", "false".to_owned()),
+        ("enable.auto.offset.store", "false".to_owned()),
+        ("enable.partition.eof", "false".to_owned()),
+        (
+            "auto.offset.reset",
+            match initial_offset {
+                InitialOffset::Earliest => "earliest",
+                InitialOffset::Latest => "latest",
+            }
+            .to_owned(),
+        ),
+    ];
+    let tunable = vec![
+        ("partition.assignment.strategy", "cooperative-sticky".to_owned()),
+        // Bounds what librdkafka prefetches per trigger, so memory stays flat under lag.
+        ("queued.max.messages.kbytes", "8192".to_owned()),
+        ("session.timeout.ms", "10000".to_owned()),
+        ("heartbeat.interval.ms", "1000".to_owned()),
+    ];
+    (fixed, tunable)
+}
+
+impl Trigger {
+    /// Creates the trigger's consumer and subscribes it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        kafka: &Kafka,
+        name: &str,
+        topics: &[String],
+        group: &str,
+        initial_offset: InitialOffset,
+        ordering: Ordering,
+        max_in_flight: usize,
+        pipeline: Arc<Pipeline>,
+    ) -> Result<Self, ClientError> {
+        let shared = Arc::new(Shared::default());
+        let mut config = kafka.client_config();
+        let (fixed, tunable) = consumer_settings(group, initial_offset);
+        for (key, value) in tunable {
+            if config.get(key).is_none() {
+                let _ = config.set(key, value);
+            }
+        }
+        for (key, value) in fixed {
+            let _ = config.set(key, value);
+        }
+        let consumer: StreamConsumer<TriggerContext> = config
+            .create_with_context(TriggerContext {
+                name: name.to_owned(),
+                shared: shared.clone(),
+            })
+            .map_err(ClientError::Settings)?;
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topic_refs).map_err(|source| ClientError::Admin {
+            what: format!("subscribing trigger {name} to {topics:?}"),
+            source,
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            topics: topics.to_vec(),
+            ordering,
+            max_in_flight: max_in_flight.max(1),
+            consumer,
+            shared,
+            pipeline,
+        })
+    }
+
+    /// A handle for status reports.
+    pub fn probe(&self) -> TriggerProbe {
+        TriggerProbe {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Polls, dispatches and commits until `cancel`; then drains within `grace` and commits.
+    pub async fn run(self, cancel: CancellationToken, grace: Duration) {
+        let deliveries = TaskTracker::new();
+        // Deliveries abandon their retry waits only when the drain is over.
+        let abandon = CancellationToken::new();
+        let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_error = None::<Instant>;
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = self.shared.wake.notified() => {
+                    self.dispatch(&deliveries, &abandon);
+                    self.maybe_resume();
+                }
+                _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
+                message = self.consumer.recv() => match message {
+                    Ok(message) => {
+                        self.accept(&message);
+                        drop(message);
+                        self.dispatch(&deliveries, &abandon);
+                        self.maybe_pause();
+                    }
+                    Err(err) => {
+                        if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                            warn!(trigger = %self.name, error = %err, "Consumer error.");
+                            last_error = Some(Instant::now());
+                        }
+                    }
+                },
+            }
+        }
+        self.drain(deliveries, abandon, grace).await;
+    }
+
+    /// Takes a consumed record into its lane.
+    fn accept(&self, message: &BorrowedMessage<'_>) {
+        let record = owned(message);
+        self.pipeline.metrics.received();
+        let size = record.size();
+        let mut state = self.shared.lock();
+        let key = (Arc::<str>::from(record.topic.as_str()), record.partition);
+        let generation = match state.partitions.get(&key) {
+            Some(p) => p.generation,
+            None => {
+                state.next_generation += 1;
+                let generation = state.next_generation;
+                let _ = state.partitions.insert(
+                    key.clone(),
+                    PartitionState {
+                        generation,
+                        offsets: PartitionOffsets::default(),
+                    },
+                );
+                generation
+            }
+        };
+        if let Some(p) = state.partitions.get_mut(&key) {
+            p.offsets.track(record.offset);
+        }
+        let slot = Slot {
+            topic: key.0,
+            partition: key.1,
+            generation,
+        };
+        let lane = match (self.ordering, &record.key) {
+            (Ordering::Partition, _) => Lane::Partition(slot.clone()),
+            (Ordering::Key, Some(k)) => Lane::Key(slot.clone(), k.clone()),
+            (Ordering::Key, None) | (Ordering::Unordered, _) => Lane::Free,
+        };
+        state.buffered += 1;
+        state.buffered_bytes += size;
+        state.lanes.push(
+            lane,
+            slot.clone(),
+            Work {
+                record,
+                slot,
+                size,
+            },
+        );
+    }
+
+    /// Starts deliveries while there is room.
+    fn dispatch(&self, deliveries: &TaskTracker, abandon: &CancellationToken) {
+        loop {
+            let (lane, work) = {
+                let mut state = self.shared.lock();
+                if state.in_flight >= self.max_in_flight {
+                    return;
+                }
+                let Some((lane, work)) = state.lanes.next() else {
+                    return;
+                };
+                state.in_flight += 1;
+                let key = (work.slot.topic.clone(), work.slot.partition);
+                if let Some(p) = state.partitions.get_mut(&key) {
+                    p.offsets.in_flight += 1;
+                }
+                (lane, work)
+            };
+            self.pipeline.metrics.in_flight.inc();
+            let (shared, pipeline, abandon) =
+                (self.shared.clone(), self.pipeline.clone(), abandon.clone());
+            let _ = deliveries.spawn(async move {
+                let outcome = pipeline.run(&work.record, &abandon).await;
+                pipeline.metrics.in_flight.dec();
+                finish(&shared, &lane, &work, outcome);
+            });
+        }
+    }
+
+    fn maybe_pause(&self) {
+        let high = self.max_in_flight * 2 + 256;
+        let mut state = self.shared.lock();
+        if state.buffered < high && state.buffered_bytes < MAX_BUFFERED_BYTES {
+            return;
+        }
+        // Also on every record past the mark: partitions assigned since the last pause
+        // must stop too.
+        state.paused = true;
+        drop(state);
+        if let Ok(assignment) = self.consumer.assignment()
+            && let Err(err) = self.consumer.pause(&assignment)
+        {
+            warn!(trigger = %self.name, error = %err, "Cannot pause partitions.");
+        }
+    }
+
+    fn maybe_resume(&self) {
+        let low = self.max_in_flight + 128;
+        let mut state = self.shared.lock();
+        if !state.paused || state.buffered > low || state.buffered_bytes > MAX_BUFFERED_BYTES / 2
+        {
+            return;
+        }
+        state.paused = false;
+        drop(state);
+        if let Ok(assignment) = self.consumer.assignment()
+            && let Err(err) = self.consumer.resume(&assignment)
+        {
+            warn!(trigger = %self.name, error = %err, "Cannot resume partitions.");
+        }
+    }
+
+    /// Commits watermarks that moved (or all of them, with `all`).
+    fn commit(&self, mode: CommitMode, all: bool) {
+        let mut list = TopicPartitionList::new();
+        {
+            let mut state = self.shared.lock();
+            for ((topic, partition), p) in state.partitions.iter_mut() {
+                let offset = if all {
+                    p.offsets.watermark()
+                } else {
+                    p.offsets.take_commit()
+                };
+                if let Some(offset) = offset {
+                    let _ = list.add_partition_offset(topic, *partition, Offset::Offset(offset));
+                }
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        debug!(trigger = %self.name, offsets = ?list, "Committing.");
+        if let Err(err) = self.consumer.commit(&list, mode) {
+            warn!(trigger = %self.name, error = %err, "Commit failed; it is retried with the next one.");
+        }
+    }
+
+    /// Stops taking records, lets deliveries finish within `grace`, commits what is final.
+    async fn drain(self, deliveries: TaskTracker, abandon: CancellationToken, grace: Duration) {
+        if let Ok(assignment) = self.consumer.assignment() {
+            let _ = self.consumer.pause(&assignment);
+        }
+        deliveries.close();
+        let waiting = self.shared.lock().in_flight;
+        if waiting > 0 {
+            info!(trigger = %self.name, in_flight = waiting, "Waiting for deliveries to finish.");
+        }
+        // Records waiting for a retry give up their wait at once: they are not final and
+        // will be delivered after a restart. Requests already sent finish within the grace.
+        let retrying = self.pipeline.metrics.counts().3;
+        if retrying > 0 {
+            debug!(trigger = %self.name, retrying, "Abandoning retry waits.");
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        tokio::select! {
+            _ = deliveries.wait() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                warn!(trigger = %self.name, "Deliveries did not finish within the grace period.");
+            }
+        }
+        abandon.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), deliveries.wait()).await;
+        self.commit(CommitMode::Sync, true);
+        let name = self.name.clone();
+        // Closing a consumer blocks until it left its group.
+        let consumer = self.consumer;
+        let _ = tokio::task::spawn_blocking(move || drop(consumer)).await;
+        info!(trigger = %name, "Trigger stopped.");
+    }
+}
+
+/// Records a delivery's outcome in the shared state and wakes whoever waits for it.
+fn finish(shared: &Shared, lane: &Lane<Slot>, work: &Work, outcome: Option<Final>) {
+    {
+        let mut state = shared.lock();
+        state.in_flight -= 1;
+        state.buffered -= 1;
+        state.buffered_bytes -= work.size;
+        let key = (work.slot.topic.clone(), work.slot.partition);
+        if let Some(p) = state.partitions.get_mut(&key)
+            && p.generation == work.slot.generation
+        {
+            p.offsets.in_flight -= 1;
+            if outcome.is_some() {
+                p.offsets.done(work.record.offset);
+            }
+        }
+        state.lanes.release(lane);
+    }
+    shared.outcome.notify_all();
+    shared.wake.notify_one();
+}
+
+/// Copies a consumed message out of librdkafka's buffers.
+fn owned(message: &BorrowedMessage<'_>) -> Record {
+    let headers = message
+        .headers()
+        .map(|list| {
+            list.iter()
+                .map(|h| (h.key.to_owned(), h.value.map(Bytes::copy_from_slice)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp: message.timestamp().to_millis(),
+        key: message.key().map(Bytes::copy_from_slice),
+        value: message.payload().map(Bytes::copy_from_slice),
+        headers,
+    }
+}
