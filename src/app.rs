@@ -13,7 +13,7 @@ use crate::{
     config::{self, Config, DeadLetter, Function, InitialOffset, Storage, Target},
     deliver::pipeline::{DeadLetterSink, Pipeline, TriggerMetrics},
     event::EventSettings,
-    kafka::{ClientError, Kafka, TopicSpec},
+    kafka::{ClientError, Kafka, OffsetsReader, TopicSpec},
     metrics::{LagLabels, Metrics, PartitionLabels, TopicLabels},
     trigger::{Trigger, TriggerProbe},
 };
@@ -144,6 +144,7 @@ struct TriggerView {
     initial_offset: InitialOffset,
     metrics: TriggerMetrics,
     probe: TriggerProbe,
+    offsets: OffsetsReader,
 }
 
 /// The topics whose state is reported: declared ones, then those triggers read.
@@ -196,12 +197,13 @@ impl Running {
                 kafka.create(&[("linger.ms", "5")])?;
             for trigger in &config.triggers {
                 let url = trigger_url(config, trigger)?;
-                let dead_letter = DeadLetterSink::from_config(&trigger.dead_letter).map_err(
-                    |reason| AppError::Trigger {
-                        trigger: trigger.name.clone(),
-                        reason,
-                    },
-                )?;
+                let dead_letter =
+                    DeadLetterSink::from_config(&trigger.dead_letter).map_err(|reason| {
+                        AppError::Trigger {
+                            trigger: trigger.name.clone(),
+                            reason,
+                        }
+                    })?;
                 let trigger_metrics = TriggerMetrics::new(&metrics, &trigger.name);
                 let pipeline = Arc::new(Pipeline::new(
                     trigger.name.clone(),
@@ -237,6 +239,7 @@ impl Running {
                     initial_offset: trigger.initial_offset,
                     metrics: trigger_metrics,
                     probe: running.probe(),
+                    offsets: kafka.offsets_reader(&group)?,
                 });
                 info!(trigger = %trigger.name, topics = ?trigger.topics, url = %url, group = %group, "Trigger started.");
                 let (cancel, grace) = (cancel.clone(), options.grace);
@@ -388,10 +391,7 @@ async fn refresh_status(
                     .filter(|t| view.topics.contains(&t.name))
                     .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
                     .collect();
-                let committed = kafka
-                    .committed(&view.group, partitions)
-                    .await
-                    .unwrap_or_default();
+                let committed = view.offsets.committed(partitions).await.unwrap_or_default();
                 let mut lag = 0;
                 for topic in topics.iter().filter(|t| view.topics.contains(&t.name)) {
                     for p in &topic.partitions {

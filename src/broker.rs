@@ -84,40 +84,44 @@ impl EmbeddedBroker {
         let advertised_listener = tcp_url(advertised)?;
         debug!(%storage_url, %listener, %advertised_listener, "Building the embedded broker.");
 
-        let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
-            .node_id(1)
-            .cluster_id("sluice")
-            .incarnation_id(uuid::Uuid::new_v4())
-            .advertised_listener(advertised_listener)
-            .storage(storage_url)
-            .listener(listener)
-            .schema_registry(None)
-            .lake_house(None)
-            .otlp_endpoint_url(None)
-            .authentication(false)
-            .silent(true)
-            .build()
-            .await
-            .map_err(|err| BrokerError::Tansu(err.to_string()))?;
-
-        let task = tokio::spawn(async move {
-            broker
-                .serve(Instant::now())
-                .await
-                .map_err(|err| err.to_string())
-        });
-
-        let mut this = Self {
-            addr: advertised,
-            storage: config.storage,
-            database,
-            task,
+        // A broker that just stopped on the same database may hold SQLite's write lock for a
+        // moment longer; starting again after a pause is then the whole remedy.
+        let mut attempts = 0;
+        let this = loop {
+            attempts += 1;
+            let launched = launch(
+                storage_url.clone(),
+                listener.clone(),
+                advertised_listener.clone(),
+            )
+            .await;
+            let ready = match launched {
+                Ok(task) => {
+                    let mut this = Self {
+                        addr: advertised,
+                        storage: config.storage,
+                        database: database.clone(),
+                        task,
+                    };
+                    this.wait_ready().await.map(|()| this)
+                }
+                Err(err) => Err(err),
+            };
+            match ready {
+                Ok(this) => break this,
+                Err(BrokerError::Tansu(reason))
+                    if reason.contains("database is locked") && attempts < 50 =>
+                {
+                    debug!(reason, "Broker database is locked; starting again.");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(err) => return Err(err),
+            }
         };
-        this.wait_ready().await?;
         info!(
             listen = %addr,
-            storage = ?this.storage,
-            database = ?this.database,
+            storage = this.storage.as_str(),
+            database = %this.database.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
             "Embedded broker is ready."
         );
         Ok(this)
@@ -181,6 +185,35 @@ impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Builds a tansu broker and spawns its serve loop.
+async fn launch(
+    storage_url: Url,
+    listener: Url,
+    advertised_listener: Url,
+) -> Result<JoinHandle<Result<(), String>>, BrokerError> {
+    let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
+        .node_id(1)
+        .cluster_id("sluice")
+        .incarnation_id(uuid::Uuid::new_v4())
+        .advertised_listener(advertised_listener)
+        .storage(storage_url)
+        .listener(listener)
+        .schema_registry(None)
+        .lake_house(None)
+        .otlp_endpoint_url(None)
+        .authentication(false)
+        .silent(true)
+        .build()
+        .await
+        .map_err(|err| BrokerError::Tansu(err.to_string()))?;
+    Ok(tokio::spawn(async move {
+        broker
+            .serve(Instant::now())
+            .await
+            .map_err(|err| err.to_string())
+    }))
 }
 
 /// tansu's storage tasks outlive the serve loop for a moment and may still hold SQLite's write

@@ -289,7 +289,9 @@ pub fn backoff(delivery: &Delivery, retry: u32) -> Duration {
         }
         Backoff::Linear => delivery.backoff_delay.checked_mul(n),
     };
-    delay.unwrap_or(delivery.backoff_max).min(delivery.backoff_max)
+    delay
+        .unwrap_or(delivery.backoff_max)
+        .min(delivery.backoff_max)
 }
 
 /// [`backoff`] with jitter: between 80% and 120% of it, never above `backoff_max`. A
@@ -320,7 +322,10 @@ mod tests {
     #[test]
     fn classifies_statuses_like_knative() {
         for code in [200, 201, 202, 204, 299] {
-            assert_eq!(classify(StatusCode::from_u16(code).unwrap()), Class::Success);
+            assert_eq!(
+                classify(StatusCode::from_u16(code).unwrap()),
+                Class::Success
+            );
         }
         for code in [404, 408, 409, 425, 429, 500, 502, 503, 504, 599] {
             assert_eq!(classify(StatusCode::from_u16(code).unwrap()), Class::Retry);
@@ -333,7 +338,9 @@ mod tests {
     #[test]
     fn exponential_and_linear_backoff_are_capped() {
         let d = delivery(Backoff::Exponential);
-        let got: Vec<u64> = (1..=10).map(|n| backoff(&d, n).as_millis() as u64).collect();
+        let got: Vec<u64> = (1..=10)
+            .map(|n| backoff(&d, n).as_millis() as u64)
+            .collect();
         assert_eq!(
             got,
             [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]
@@ -351,7 +358,10 @@ mod tests {
             let base = backoff(&d, retry);
             for _ in 0..50 {
                 let got = retry_delay(&d, retry, None);
-                assert!(got >= base.mul_f64(0.8) && got <= base.mul_f64(1.2), "{got:?}");
+                assert!(
+                    got >= base.mul_f64(0.8) && got <= base.mul_f64(1.2),
+                    "{got:?}"
+                );
                 assert!(got <= d.backoff_max);
             }
         }
@@ -374,7 +384,10 @@ mod tests {
     fn parses_retry_after_seconds_and_dates() {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
             Some(Duration::from_secs(10))

@@ -235,9 +235,8 @@ fn binary_binding(record: &Record) -> Option<Event> {
         HeaderValue::from_static("reply"),
     ));
     Some(Event {
-        id: id.unwrap_or_else(|| {
-            format!("partition:{}/offset:{}", record.partition, record.offset)
-        }),
+        id: id
+            .unwrap_or_else(|| format!("partition:{}/offset:{}", record.partition, record.offset)),
         headers,
         body: record.value.clone().unwrap_or_default(),
     })

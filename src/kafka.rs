@@ -350,17 +350,27 @@ impl Kafka {
     }
 }
 
-impl Kafka {
-    /// Committed offsets of `group` for the given partitions; partitions without a commit
-    /// are left out.
+/// Reads a group's committed offsets without joining the group.
+#[derive(Clone)]
+pub struct OffsetsReader {
+    consumer: std::sync::Arc<BaseConsumer>,
+    bootstrap: String,
+}
+
+impl std::fmt::Debug for OffsetsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OffsetsReader").finish_non_exhaustive()
+    }
+}
+
+impl OffsetsReader {
+    /// Committed offsets for the given partitions; partitions without a commit are left out.
     pub async fn committed(
         &self,
-        group: &str,
         partitions: Vec<(String, i32)>,
     ) -> Result<BTreeMap<(String, i32), i64>, ClientError> {
         use rdkafka::{Offset, TopicPartitionList};
-        // Fetching committed offsets does not join the group, so this cannot disturb it.
-        let consumer: BaseConsumer = self.create(&[("group.id", group)])?;
+        let consumer = self.consumer.clone();
         let bootstrap = self.bootstrap.clone();
         tokio::task::spawn_blocking(move || {
             let mut list = TopicPartitionList::new();
@@ -381,5 +391,30 @@ impl Kafka {
         })
         .await
         .map_err(|err| ClientError::Task(err.to_string()))?
+    }
+}
+
+impl Kafka {
+    /// A reader of `group`'s committed offsets. Fetching offsets does not join the group, so
+    /// this cannot disturb its members.
+    pub fn offsets_reader(&self, group: &str) -> Result<OffsetsReader, ClientError> {
+        Ok(OffsetsReader {
+            consumer: std::sync::Arc::new(self.create(&[("group.id", group)])?),
+            bootstrap: self.bootstrap.clone(),
+        })
+    }
+
+    /// Committed offsets of `group` for the given partitions; partitions without a commit
+    /// are left out.
+    pub async fn committed(
+        &self,
+        group: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<BTreeMap<(String, i32), i64>, ClientError> {
+        let reader = self.offsets_reader(group)?;
+        let result = reader.committed(partitions).await;
+        // Dropping a client blocks while it closes.
+        let _ = tokio::task::spawn_blocking(move || drop(reader)).await;
+        result
     }
 }

@@ -178,11 +178,7 @@ impl Metrics {
             consumer_lag.clone(),
         );
         let in_flight = Family::<TriggerLabels, Gauge>::default();
-        registry.register(
-            "in_flight",
-            "Events being delivered",
-            in_flight.clone(),
-        );
+        registry.register("in_flight", "Events being delivered", in_flight.clone());
         let retrying = Family::<TriggerLabels, Gauge>::default();
         registry.register(
             "retrying",

@@ -110,12 +110,14 @@ impl ConsumerContext for TriggerContext {
                 .iter()
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect();
-            let commit = block(|| revoke(&self.shared, &revoked, REVOKE_WAIT));
-            if commit.count() > 0 {
-                if let Err(err) = consumer.commit(&commit, CommitMode::Sync) {
+            block(|| {
+                let commit = revoke(&self.shared, &revoked, REVOKE_WAIT);
+                if commit.count() > 0
+                    && let Err(err) = consumer.commit(&commit, CommitMode::Sync)
+                {
                     warn!(trigger = %self.name, error = %err, "Commit on revoke failed.");
                 }
-            }
+            });
             info!(trigger = %self.name, partitions = ?revoked, "Partitions revoked.");
         }
     }
@@ -133,11 +135,12 @@ impl ConsumerContext for TriggerContext {
 }
 
 /// Runs blocking work inside an async context without starving the runtime's other tasks.
+/// A worker that blocks may be the one driving the runtime's I/O; the embedded broker runs
+/// on the same runtime, so a blocking Kafka call made there would wait for a broker that can
+/// no longer read its sockets.
 fn block<R>(f: impl FnOnce() -> R) -> R {
     match tokio::runtime::Handle::try_current() {
-        Ok(handle)
-            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
-        {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
         _ => f(),
@@ -230,11 +233,11 @@ impl TriggerProbe {
     }
 }
 
+/// librdkafka properties.
+type Settings = Vec<(&'static str, String)>;
+
 /// Consumer settings sluice relies on; `kafka.client` may override the tunable ones.
-fn consumer_settings(
-    group: &str,
-    initial_offset: InitialOffset,
-) -> (Vec<(&'static str, String)>, Vec<(&'static str, String)>) {
+fn consumer_settings(group: &str, initial_offset: InitialOffset) -> (Settings, Settings) {
     let fixed = vec![
         ("group.id", group.to_owned()),
         // Offsets are stored and committed only past final outcomes.
@@ -251,7 +254,10 @@ fn consumer_settings(
         ),
     ];
     let tunable = vec![
-        ("partition.assignment.strategy", "cooperative-sticky".to_owned()),
+        (
+            "partition.assignment.strategy",
+            "cooperative-sticky".to_owned(),
+        ),
         // Bounds what librdkafka prefetches per trigger, so memory stays flat under lag.
         ("queued.max.messages.kbytes", "8192".to_owned()),
         ("session.timeout.ms", "10000".to_owned()),
@@ -291,10 +297,12 @@ impl Trigger {
             })
             .map_err(ClientError::Settings)?;
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topic_refs).map_err(|source| ClientError::Admin {
-            what: format!("subscribing trigger {name} to {topics:?}"),
-            source,
-        })?;
+        consumer
+            .subscribe(&topic_refs)
+            .map_err(|source| ClientError::Admin {
+                what: format!("subscribing trigger {name} to {topics:?}"),
+                source,
+            })?;
         Ok(Self {
             name: name.to_owned(),
             topics: topics.to_vec(),
@@ -386,15 +394,9 @@ impl Trigger {
         };
         state.buffered += 1;
         state.buffered_bytes += size;
-        state.lanes.push(
-            lane,
-            slot.clone(),
-            Work {
-                record,
-                slot,
-                size,
-            },
-        );
+        state
+            .lanes
+            .push(lane, slot.clone(), Work { record, slot, size });
     }
 
     /// Starts deliveries while there is room.
@@ -418,11 +420,11 @@ impl Trigger {
             self.pipeline.metrics.in_flight.inc();
             let (shared, pipeline, abandon) =
                 (self.shared.clone(), self.pipeline.clone(), abandon.clone());
-            let _ = deliveries.spawn(async move {
+            drop(deliveries.spawn(async move {
                 let outcome = pipeline.run(&work.record, &abandon).await;
                 pipeline.metrics.in_flight.dec();
                 finish(&shared, &lane, &work, outcome);
-            });
+            }));
         }
     }
 
@@ -446,8 +448,7 @@ impl Trigger {
     fn maybe_resume(&self) {
         let low = self.max_in_flight + 128;
         let mut state = self.shared.lock();
-        if !state.paused || state.buffered > low || state.buffered_bytes > MAX_BUFFERED_BYTES / 2
-        {
+        if !state.paused || state.buffered > low || state.buffered_bytes > MAX_BUFFERED_BYTES / 2 {
             return;
         }
         state.paused = false;
@@ -501,15 +502,32 @@ impl Trigger {
             debug!(trigger = %self.name, retrying, "Abandoning retry waits.");
         }
         let deadline = tokio::time::Instant::now() + grace;
-        tokio::select! {
-            _ = deliveries.wait() => {}
-            _ = tokio::time::sleep_until(deadline) => {
-                warn!(trigger = %self.name, "Deliveries did not finish within the grace period.");
+        // The consumer is still polled while deliveries finish: librdkafka serves its group
+        // protocol (heartbeats, commits) only for a consumer that is polled. Records that
+        // arrive now are not tracked, so the final commit stays below them.
+        let mut drained = std::pin::pin!(deliveries.wait());
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut drained => break,
+                _ = tokio::time::sleep_until(deadline) => {
+                    warn!(trigger = %self.name, "Deliveries did not finish within the grace period.");
+                    break;
+                }
+                message = self.consumer.recv() => drop(message),
             }
         }
         abandon.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(1), deliveries.wait()).await;
-        self.commit(CommitMode::Sync, true);
+        let settle = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut drained => break,
+                _ = tokio::time::sleep_until(settle) => break,
+                message = self.consumer.recv() => drop(message),
+            }
+        }
+        block(|| self.commit(CommitMode::Sync, true));
         let name = self.name.clone();
         // Closing a consumer blocks until it left its group.
         let consumer = self.consumer;

@@ -232,7 +232,17 @@ mod tests {
         let row = text.lines().last().unwrap();
         assert_eq!(
             row.split_whitespace().collect::<Vec<_>>(),
-            ["hello-orders", "orders", "5", "2", "100", "1", "4", "0", "http://127.0.0.1:8081/"]
+            [
+                "hello-orders",
+                "orders",
+                "5",
+                "2",
+                "100",
+                "1",
+                "4",
+                "0",
+                "http://127.0.0.1:8081/"
+            ]
         );
     }
 }

@@ -26,7 +26,7 @@ use tracing::{debug, error, warn};
 
 use super::{Attempt, Failure, Invoker, retry_delay};
 use crate::{
-    config::{Delivery, DeadLetter},
+    config::{DeadLetter, Delivery},
     event::{self, Event, EventSettings, Record, percent_decode},
     metrics::{AttemptLabels, Metrics, TriggerLabels},
 };
@@ -244,14 +244,18 @@ impl Pipeline {
                     return Some(Final::Delivered);
                 }
                 Attempt::Reject { failure } => {
-                    return self.dead_letter(record, &event, &failure, attempts, cancel).await;
+                    return self
+                        .dead_letter(record, &event, &failure, attempts, cancel)
+                        .await;
                 }
                 Attempt::Retry {
                     failure,
                     retry_after,
                 } => {
                     if retries >= self.delivery.retry {
-                        return self.dead_letter(record, &event, &failure, attempts, cancel).await;
+                        return self
+                            .dead_letter(record, &event, &failure, attempts, cancel)
+                            .await;
                     }
                     retries += 1;
                     unreachable = 0;

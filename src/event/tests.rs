@@ -63,7 +63,10 @@ fn maps_a_record_like_knative_kafka_source() {
 #[test]
 fn overrides_and_record_content_type_win() {
     let mut r = record();
-    r.headers.push(("Content-Type".into(), Some(Bytes::from_static(b"application/json"))));
+    r.headers.push((
+        "Content-Type".into(),
+        Some(Bytes::from_static(b"application/json")),
+    ));
     let s = EventSettings {
         source: Some("urn:shop".into()),
         event_type: Some("com.shop.order".into()),
@@ -73,7 +76,10 @@ fn overrides_and_record_content_type_win() {
     assert_eq!(header(&event, "ce-source"), Some("urn:shop"));
     assert_eq!(header(&event, "ce-type"), Some("com.shop.order"));
     assert_eq!(header(&event, "content-type"), Some("application/json"));
-    assert_eq!(header(&event, "ce-kafkaheadercontenttype"), Some("application/json"));
+    assert_eq!(
+        header(&event, "ce-kafkaheadercontenttype"),
+        Some("application/json")
+    );
 }
 
 #[test]
@@ -107,7 +113,10 @@ fn non_utf8_key_and_headers_go_base64_and_are_listed() {
     assert_eq!(header(&event, "ce-partitionkey"), Some("/wBB"));
     assert_eq!(header(&event, "ce-kafkaheaderbin"), Some("wyg="));
     assert_eq!(header(&event, "ce-kafkaheadertext"), Some("na%C3%AFve"));
-    assert_eq!(header(&event, "ce-sluicebase64"), Some("key,kafkaheaderbin"));
+    assert_eq!(
+        header(&event, "ce-sluicebase64"),
+        Some("key,kafkaheaderbin")
+    );
     assert_eq!(percent_decode("na%C3%AFve"), "naïve".as_bytes());
 }
 
@@ -118,8 +127,14 @@ fn a_binary_mode_kafka_cloudevent_passes_through() {
             ("ce_specversion".into(), Some(Bytes::from_static(b"1.0"))),
             ("ce_id".into(), Some(Bytes::from_static(b"order-7"))),
             ("ce_source".into(), Some(Bytes::from_static(b"/shop"))),
-            ("ce_type".into(), Some(Bytes::from_static(b"com.shop.order"))),
-            ("content-type".into(), Some(Bytes::from_static(b"application/json"))),
+            (
+                "ce_type".into(),
+                Some(Bytes::from_static(b"com.shop.order")),
+            ),
+            (
+                "content-type".into(),
+                Some(Bytes::from_static(b"application/json")),
+            ),
             ("other".into(), Some(Bytes::from_static(b"x"))),
         ],
         ..record()
@@ -151,7 +166,9 @@ fn a_structured_cloudevent_passes_through() {
         value: Some(Bytes::from_static(body)),
         headers: vec![(
             "content-type".into(),
-            Some(Bytes::from_static(b"application/cloudevents+json; charset=utf-8")),
+            Some(Bytes::from_static(
+                b"application/cloudevents+json; charset=utf-8",
+            )),
         )],
         ..record()
     };
@@ -177,7 +194,10 @@ fn percent_encoding_round_trips_every_byte() {
         let text: String = (0..(seed % 17))
             .map(|i| char::from_u32((seed * 7919 + i * 104_729) % 0x3000).unwrap_or('x'))
             .collect();
-        assert_eq!(percent_decode(&percent_encode(text.as_bytes())), text.as_bytes());
+        assert_eq!(
+            percent_decode(&percent_encode(text.as_bytes())),
+            text.as_bytes()
+        );
     }
     assert_eq!(percent_decode("100%"), b"100%");
     assert_eq!(percent_decode("%zz"), b"%zz");

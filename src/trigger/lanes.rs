@@ -128,7 +128,8 @@ impl<P: Clone + Eq + Hash, T> Lanes<P, T> {
             }
         }
         self.busy.retain(|l| !l.partition().is_some_and(&revoked));
-        self.runnable.retain(|l| !l.partition().is_some_and(&revoked));
+        self.runnable
+            .retain(|l| !l.partition().is_some_and(&revoked));
         let (gone, kept): (VecDeque<_>, VecDeque<_>) =
             self.free.drain(..).partition(|(p, _)| revoked(p));
         self.free = kept;
@@ -164,7 +165,13 @@ mod tests {
         assert_eq!(first.iter().map(|(_, n)| *n).collect::<Vec<_>>(), [0, 10]);
         assert_eq!(lanes.waiting(), 4);
         lanes.release(&Lane::Partition(1));
-        assert_eq!(drain_ready(&mut lanes).iter().map(|(_, n)| *n).collect::<Vec<_>>(), [11]);
+        assert_eq!(
+            drain_ready(&mut lanes)
+                .iter()
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>(),
+            [11]
+        );
         lanes.release(&Lane::Partition(0));
         lanes.release(&Lane::Partition(1));
         let next: Vec<u32> = drain_ready(&mut lanes).iter().map(|(_, n)| *n).collect();
@@ -185,7 +192,13 @@ mod tests {
         started.sort();
         assert_eq!(started, [1, 3, 4, 5]);
         lanes.release(&a);
-        assert_eq!(drain_ready(&mut lanes).iter().map(|(_, n)| *n).collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            drain_ready(&mut lanes)
+                .iter()
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>(),
+            [2]
+        );
         assert_eq!(lanes.waiting(), 0);
     }
 
@@ -207,6 +220,12 @@ mod tests {
         assert_eq!(lanes.waiting(), 1);
         // A release for the purged lane changes nothing.
         lanes.release(&Lane::Partition(0));
-        assert_eq!(drain_ready(&mut lanes).iter().map(|(_, n)| *n).collect::<Vec<_>>(), [3]);
+        assert_eq!(
+            drain_ready(&mut lanes)
+                .iter()
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>(),
+            [3]
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Shared helpers for integration tests: free ports, an in-process broker, the built binary.
 #![allow(dead_code)]
 
+pub mod function;
+
 use std::{
     net::SocketAddr,
     path::Path,
@@ -96,6 +98,7 @@ pub async fn start_broker_on(listen: SocketAddr, data_dir: &Path) -> TestBroker 
 pub fn producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("message.max.bytes", "4000000")
         .set("message.timeout.ms", "10000")
         .create()
         .unwrap()
@@ -276,4 +279,165 @@ pub fn spawn_broker(data_dir: &Path) -> (Daemon, SocketAddr) {
     );
     wait_for_port(addr, Duration::from_secs(30));
     (daemon, addr)
+}
+
+/// sluice running in this process with its embedded broker, for delivery tests.
+pub struct InProcess {
+    running: Option<sluice::app::Running>,
+    /// The embedded broker's address.
+    pub bootstrap: String,
+    /// Holds the data directory for the test's lifetime.
+    pub dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    /// Starts sluice with `yaml` appended to a config that sets the data dir and a free
+    /// broker port.
+    pub async fn start(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, free_local_addr().unwrap(), yaml).await
+    }
+
+    /// Starts sluice on an existing data directory and broker address.
+    pub async fn start_in(dir: tempfile::TempDir, listen: SocketAddr, yaml: &str) -> Self {
+        // RUST_LOG=sluice=debug shows what sluice did in a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+            )
+            .try_init();
+        let text = format!(
+            "data_dir: {}\nembedded:\n  listen: \"{listen}\"\n{yaml}",
+            dir.path().display()
+        );
+        let config = sluice::config::parse(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let running = sluice::app::Running::start(
+            &config,
+            sluice::app::RunOptions {
+                admin: false,
+                triggers: true,
+                grace: Duration::from_secs(10),
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            bootstrap: running.bootstrap().to_owned(),
+            running: Some(running),
+            dir,
+        }
+    }
+
+    /// The admin state (status report and metrics).
+    pub fn state(&self) -> &std::sync::Arc<sluice::admin::AdminState> {
+        self.running.as_ref().unwrap().state()
+    }
+
+    /// Stops sluice gracefully and returns the data directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(running) = self.running.take() {
+            running.shutdown(Duration::from_secs(10)).await;
+        }
+        self.dir
+    }
+}
+
+/// A record to produce: key, value, headers.
+pub type TestRecord = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+/// Produces records and waits for every acknowledgement.
+pub async fn produce_all(bootstrap: &str, topic: &str, records: Vec<TestRecord>) {
+    use rdkafka::{
+        message::{Header, OwnedHeaders},
+        producer::FutureRecord,
+    };
+    let producer = producer(bootstrap);
+    let mut pending = Vec::with_capacity(records.len());
+    for (key, value, headers) in &records {
+        let mut h = OwnedHeaders::new();
+        for (name, v) in headers {
+            h = h.insert(Header {
+                key: name,
+                value: Some(v),
+            });
+        }
+        let mut record = FutureRecord::to(topic).payload(value).headers(h);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+    }
+    for ack in pending {
+        ack.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    tokio::task::spawn_blocking(move || drop(producer))
+        .await
+        .unwrap();
+}
+
+/// Reads `count` records of a topic from the beginning (all partitions), failing after a
+/// while if they do not arrive.
+pub async fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let kafka = sluice::kafka::Kafka::new(bootstrap, Default::default());
+    let info = kafka.describe_topic(topic).await.unwrap();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in &info.partitions {
+        list.add_partition_offset(topic, p.partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while out.len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} records in {topic}",
+            out.len()
+        );
+        if let Ok(Ok(message)) =
+            tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
+        {
+            let _ = message.offset();
+            out.push(message.detach());
+        }
+    }
+    tokio::task::spawn_blocking(move || drop(consumer))
+        .await
+        .unwrap();
+    out
+}
+
+/// Committed offsets of a group, per partition.
+pub async fn committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> std::collections::BTreeMap<i32, i64> {
+    let kafka = sluice::kafka::Kafka::new(bootstrap, Default::default());
+    let info = kafka.describe_topic(topic).await.unwrap();
+    let partitions = info
+        .partitions
+        .iter()
+        .map(|p| (topic.to_owned(), p.partition))
+        .collect();
+    kafka
+        .committed(group, partitions)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|((_, p), o)| (p, o))
+        .collect()
 }

@@ -1,0 +1,724 @@
+//! Triggers deliver records to real HTTP functions: the wire contract, ordering, retries,
+//! dead letters, replies, outages and shutdown.
+
+mod common;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use axum::http::StatusCode;
+use common::{
+    InProcess, committed,
+    function::{Answer, Function},
+    produce_all, read_topic,
+};
+use rdkafka::{
+    Message,
+    message::{Headers, OwnedMessage},
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+type Rec = common::TestRecord;
+
+fn rec(key: &str, value: &str) -> Rec {
+    (
+        Some(key.as_bytes().to_vec()),
+        value.as_bytes().to_vec(),
+        vec![],
+    )
+}
+
+fn trigger_yaml(topic: &str, partitions: u32, url: &str, extra: &str) -> String {
+    format!(
+        "\
+topics:
+  - name: {topic}
+    partitions: {partitions}
+triggers:
+  - name: t
+    topics: [{topic}]
+    url: {url}
+    initial_offset: earliest
+{extra}"
+    )
+}
+
+fn header_map(message: &OwnedMessage) -> HashMap<String, Vec<u8>> {
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until the trigger's committed offsets reach `ends` (per partition).
+async fn wait_committed(bootstrap: &str, group: &str, topic: &str, ends: &BTreeMap<i32, i64>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = committed(bootstrap, group, topic).await;
+        if ends.iter().all(|(p, end)| got.get(p) == Some(end)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "committed {got:?}, expected {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_record_arrives_as_a_knative_cloudevent() {
+    let function = Function::start(|_, _| Answer::ok()).await;
+    let yaml = trigger_yaml("orders", 4, &function.url(), "    ordering: unordered\n");
+    let sluice = InProcess::start(&yaml).await;
+    let records: Vec<Rec> = (0..1000)
+        .map(|n| {
+            (
+                Some(format!("key-{}", n % 37).into_bytes()),
+                format!("{{\"n\":{n}}}").into_bytes(),
+                vec![("Trace-Id".to_owned(), format!("t{n}").into_bytes())],
+            )
+        })
+        .collect();
+    let started = chrono_now_millis();
+    produce_all(&sluice.bootstrap, "orders", records).await;
+    function.wait_for(1000, WAIT).await;
+
+    let mut seen = BTreeMap::new();
+    for r in function.received() {
+        let partition: i32 = r
+            .header("ce-knativekafkapartition")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let offset: i64 = r.header("ce-knativekafkaoffset").unwrap().parse().unwrap();
+        let body = String::from_utf8(r.body.to_vec()).unwrap();
+        let n: u32 = body
+            .trim_start_matches("{\"n\":")
+            .trim_end_matches('}')
+            .parse()
+            .unwrap();
+        assert_eq!(r.header("ce-specversion"), Some("1.0"));
+        assert_eq!(
+            r.header("ce-id"),
+            Some(format!("partition:{partition}/offset:{offset}").as_str())
+        );
+        assert_eq!(r.header("ce-source"), Some("/sluice/t#orders"));
+        assert_eq!(r.header("ce-type"), Some("dev.knative.kafka.event"));
+        assert_eq!(
+            r.header("ce-subject"),
+            Some(format!("partition:{partition}#{offset}").as_str())
+        );
+        let key = format!("key-{}", n % 37);
+        assert_eq!(r.header("ce-key"), Some(key.as_str()));
+        assert_eq!(r.header("ce-partitionkey"), Some(key.as_str()));
+        assert_eq!(
+            r.header("ce-kafkaheadertraceid"),
+            Some(format!("t{n}").as_str())
+        );
+        assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+        assert_eq!(r.header("prefer"), Some("reply"));
+        let time = r.header("ce-time").unwrap();
+        assert!(time.ends_with('Z') && time.len() == 24, "{time}");
+        assert!(time >= started.as_str(), "{time} before {started}");
+        // The CloudEvents SDK reads it as a valid event.
+        let event = cloudevents::binding::http::to_event(&r.headers, r.body.to_vec()).unwrap();
+        use cloudevents::AttributesReader;
+        assert_eq!(event.id(), format!("partition:{partition}/offset:{offset}"));
+        assert!(seen.insert((partition, offset), n).is_none(), "duplicate");
+    }
+    assert_eq!(seen.len(), 1000);
+    let partitions: std::collections::BTreeSet<i32> = seen.keys().map(|(p, _)| *p).collect();
+    assert_eq!(partitions.len(), 4, "{partitions:?}");
+    sluice.stop().await;
+}
+
+fn chrono_now_millis() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Records are stamped by the producer, a moment later.
+    sluice::event::rfc3339_millis(now - 1).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binary_keys_and_headers_round_trip_and_big_values_arrive() {
+    let function = Function::start(|_, _| Answer::ok()).await;
+    let yaml = trigger_yaml("bytes", 1, &function.url(), "");
+    let sluice = InProcess::start(&yaml).await;
+    let big = vec![b'z'; 1024 * 1024];
+    produce_all(
+        &sluice.bootstrap,
+        "bytes",
+        vec![
+            (
+                Some(vec![0xff, 0x00, 0x41]),
+                b"binary".to_vec(),
+                vec![
+                    ("bin".to_owned(), vec![0xc3, 0x28]),
+                    ("text".to_owned(), "naïve €".as_bytes().to_vec()),
+                ],
+            ),
+            (Some(b"big".to_vec()), big.clone(), vec![]),
+        ],
+    )
+    .await;
+    function.wait_for(2, WAIT).await;
+    let received = function.received();
+    let first = &received[0];
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    assert_eq!(
+        b64.decode(first.header("ce-key").unwrap()).unwrap(),
+        [0xff, 0x00, 0x41]
+    );
+    assert_eq!(
+        b64.decode(first.header("ce-kafkaheaderbin").unwrap())
+            .unwrap(),
+        [0xc3, 0x28]
+    );
+    assert_eq!(first.header("ce-sluicebase64"), Some("key,kafkaheaderbin"));
+    assert_eq!(
+        sluice::event::percent_decode(first.header("ce-kafkaheadertext").unwrap()),
+        "naïve €".as_bytes()
+    );
+    assert_eq!(&first.body[..], b"binary");
+    assert_eq!(received[1].body.len(), big.len());
+    assert_eq!(&received[1].body[..], &big[..]);
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partition_ordering_keeps_each_partition_in_order() {
+    let function = Function::start(|_, _| Answer::ok().after(Duration::from_millis(5))).await;
+    let yaml = trigger_yaml("seq", 3, &function.url(), "    ordering: partition\n");
+    let sluice = InProcess::start(&yaml).await;
+    let records = (0..150)
+        .map(|n| rec(&format!("k{}", n % 10), &n.to_string()))
+        .collect();
+    produce_all(&sluice.bootstrap, "seq", records).await;
+    function.wait_for(150, WAIT).await;
+    let mut last: HashMap<i32, i64> = HashMap::new();
+    let mut in_flight_per_partition: HashMap<i32, usize> = HashMap::new();
+    for r in function.received() {
+        let p: i32 = r
+            .header("ce-knativekafkapartition")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let o: i64 = r.header("ce-knativekafkaoffset").unwrap().parse().unwrap();
+        let previous = last.insert(p, o);
+        assert!(
+            previous.is_none_or(|prev| prev + 1 == o),
+            "partition {p}: {previous:?} then {o}"
+        );
+        *in_flight_per_partition.entry(p).or_default() += 1;
+    }
+    // One at a time per partition: never more in flight than partitions.
+    assert!(
+        function.max_in_flight() <= 3,
+        "{}",
+        function.max_in_flight()
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_ordering_keeps_each_key_in_order_with_keys_in_parallel() {
+    let function = Function::start(|_, _| Answer::ok().after(Duration::from_millis(20))).await;
+    let yaml = trigger_yaml("keyed", 1, &function.url(), "    ordering: key\n");
+    let sluice = InProcess::start(&yaml).await;
+    let records = (0..120)
+        .map(|n| rec(&format!("player-{}", n % 6), &n.to_string()))
+        .collect();
+    produce_all(&sluice.bootstrap, "keyed", records).await;
+    function.wait_for(120, WAIT).await;
+    let mut last: HashMap<String, u32> = HashMap::new();
+    for r in function.received() {
+        let key = r.header("ce-key").unwrap().to_owned();
+        let n: u32 = std::str::from_utf8(&r.body).unwrap().parse().unwrap();
+        if let Some(prev) = last.insert(key.clone(), n) {
+            assert_eq!(prev + 6, n, "key {key}: {prev} then {n}");
+        }
+    }
+    let max = function.max_in_flight();
+    assert!(
+        max > 1,
+        "keys were not delivered in parallel (max in flight {max})"
+    );
+    assert!(max <= 6, "more in flight ({max}) than keys");
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unordered_reaches_max_in_flight() {
+    let function = Function::start(|_, _| Answer::ok().after(Duration::from_millis(300))).await;
+    let yaml = trigger_yaml(
+        "loose",
+        2,
+        &function.url(),
+        "    ordering: unordered\n    max_in_flight: 8\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let records = (0..48).map(|n| rec("same-key", &n.to_string())).collect();
+    produce_all(&sluice.bootstrap, "loose", records).await;
+    function.wait_for(48, WAIT).await;
+    assert_eq!(function.max_in_flight(), 8);
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_503_twice_then_200_is_delivered_once_after_3_attempts() {
+    let function = Function::start(|n, _| {
+        if n < 2 {
+            Answer::status(StatusCode::SERVICE_UNAVAILABLE)
+        } else {
+            Answer::ok()
+        }
+    })
+    .await;
+    let yaml = trigger_yaml(
+        "flaky",
+        1,
+        &function.url(),
+        "    delivery: {backoff_delay: 20ms}\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    produce_all(&sluice.bootstrap, "flaky", vec![rec("k", "v")]).await;
+    wait_committed(
+        &sluice.bootstrap,
+        "sluice-t",
+        "flaky",
+        &BTreeMap::from([(0, 1)]),
+    )
+    .await;
+    let received = function.received();
+    assert_eq!(received.len(), 3);
+    assert!(
+        received
+            .iter()
+            .all(|r| r.header("ce-id") == Some("partition:0/offset:0"))
+    );
+    let metrics = sluice.state().metrics().encode();
+    assert!(
+        metrics.contains("sluice_events_delivered_total{trigger=\"t\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_delivery_attempts_total{trigger=\"t\",outcome=\"retry\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_delivery_attempts_total{trigger=\"t\",outcome=\"delivered\"} 1\n"),
+        "{metrics}"
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_after_is_waited_for() {
+    let function = Function::start(|n, _| {
+        if n == 0 {
+            let mut answer = Answer::status(StatusCode::TOO_MANY_REQUESTS);
+            answer.headers.push(("retry-after", "2".to_owned()));
+            answer
+        } else {
+            Answer::ok()
+        }
+    })
+    .await;
+    let yaml = trigger_yaml(
+        "slowdown",
+        1,
+        &function.url(),
+        "    delivery: {backoff_delay: 10ms}\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    produce_all(&sluice.bootstrap, "slowdown", vec![rec("k", "v")]).await;
+    function.wait_for(2, WAIT).await;
+    let received = function.received();
+    let gap = received[1].at - received[0].at;
+    // The backoff alone would be about 10 ms; the function asked for 2 s.
+    assert!(gap >= Duration::from_millis(1990), "retried after {gap:?}");
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_400_is_dead_lettered_at_once_with_the_original_record_and_reasons() {
+    let function = Function::start(|_, _| {
+        let mut answer = Answer::status(StatusCode::BAD_REQUEST);
+        answer.body = "bad order: missing item".into();
+        answer
+    })
+    .await;
+    let yaml = trigger_yaml("bad", 1, &function.url(), "");
+    let sluice = InProcess::start(&yaml).await;
+    produce_all(
+        &sluice.bootstrap,
+        "bad",
+        vec![(
+            Some(b"order-9".to_vec()),
+            b"{\"item\":null}".to_vec(),
+            vec![("origin".to_owned(), b"shop".to_vec())],
+        )],
+    )
+    .await;
+    let dead = read_topic(&sluice.bootstrap, "sluice.dlq.t", 1).await;
+    assert_eq!(function.count(), 1, "a 400 is not retried");
+    let letter = &dead[0];
+    assert_eq!(letter.key(), Some(&b"order-9"[..]));
+    assert_eq!(letter.payload(), Some(&b"{\"item\":null}"[..]));
+    let headers = header_map(letter);
+    assert_eq!(headers["origin"], b"shop");
+    assert_eq!(headers["knativeerrorcode"], b"400");
+    assert_eq!(headers["knativeerrordata"], b"bad order: missing item");
+    assert_eq!(headers["knativeerrordest"], function.url().as_bytes());
+    assert_eq!(headers["sluice-attempts"], b"1");
+    assert_eq!(headers["sluice-source-topic"], b"bad");
+    assert_eq!(headers["sluice-source-partition"], b"0");
+    assert_eq!(headers["sluice-source-offset"], b"0");
+    assert_eq!(headers["sluice-trigger"], b"t");
+    assert!(
+        String::from_utf8_lossy(&headers["sluice-error"]).contains("400"),
+        "{:?}",
+        String::from_utf8_lossy(&headers["sluice-error"])
+    );
+    wait_committed(
+        &sluice.bootstrap,
+        "sluice-t",
+        "bad",
+        &BTreeMap::from([(0, 1)]),
+    )
+    .await;
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exhausted_retries_are_dead_lettered() {
+    let function = Function::start(|_, _| Answer::status(StatusCode::INTERNAL_SERVER_ERROR)).await;
+    let yaml = trigger_yaml(
+        "broken",
+        1,
+        &function.url(),
+        "    delivery: {retry: 2, backoff_delay: 10ms}\n    dead_letter: {topic: graveyard}\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    produce_all(&sluice.bootstrap, "broken", vec![rec("k", "v")]).await;
+    let dead = read_topic(&sluice.bootstrap, "graveyard", 1).await;
+    assert_eq!(function.count(), 3);
+    let headers = header_map(&dead[0]);
+    assert_eq!(headers["sluice-attempts"], b"3");
+    assert_eq!(headers["knativeerrorcode"], b"500");
+    wait_committed(
+        &sluice.bootstrap,
+        "sluice-t",
+        "broken",
+        &BTreeMap::from([(0, 1)]),
+    )
+    .await;
+    let metrics = sluice.state().metrics().encode();
+    assert!(
+        metrics.contains("sluice_events_dead_lettered_total{trigger=\"t\"} 1\n"),
+        "{metrics}"
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_a_dead_letter_sink_exhausted_records_are_dropped_and_counted() {
+    let function = Function::start(|_, _| Answer::status(StatusCode::BAD_GATEWAY)).await;
+    let yaml = trigger_yaml(
+        "lossy",
+        1,
+        &function.url(),
+        "    delivery: {retry: 1, backoff_delay: 10ms}\n    dead_letter: none\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    produce_all(
+        &sluice.bootstrap,
+        "lossy",
+        vec![rec("a", "1"), rec("b", "2")],
+    )
+    .await;
+    wait_committed(
+        &sluice.bootstrap,
+        "sluice-t",
+        "lossy",
+        &BTreeMap::from([(0, 2)]),
+    )
+    .await;
+    assert_eq!(function.count(), 4);
+    let metrics = sluice.state().metrics().encode();
+    assert!(
+        metrics.contains("sluice_events_dropped_total{trigger=\"t\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluice_events_dead_lettered_total{trigger=\"t\"} 0\n"),
+        "{metrics}"
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_letter_url_receives_the_event_with_knative_error_extensions() {
+    let function = Function::start(|_, _| {
+        let mut answer = Answer::status(StatusCode::UNPROCESSABLE_ENTITY);
+        answer.body = "nope".into();
+        answer
+    })
+    .await;
+    let sink = Function::start(|_, _| Answer::status(StatusCode::ACCEPTED)).await;
+    let yaml = trigger_yaml(
+        "to-sink",
+        1,
+        &function.url(),
+        &format!("    dead_letter: {{url: \"{}\"}}\n", sink.url()),
+    );
+    let sluice = InProcess::start(&yaml).await;
+    produce_all(&sluice.bootstrap, "to-sink", vec![rec("k", "payload")]).await;
+    sink.wait_for(1, WAIT).await;
+    let letter = &sink.received()[0];
+    assert_eq!(letter.header("ce-id"), Some("partition:0/offset:0"));
+    assert_eq!(letter.header("ce-knativeerrorcode"), Some("422"));
+    assert_eq!(letter.header("ce-knativeerrordata"), Some("bm9wZQ=="));
+    assert_eq!(
+        letter.header("ce-knativeerrordest"),
+        Some(function.url().as_str())
+    );
+    assert_eq!(&letter.body[..], b"payload");
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_function_down_for_10s_gets_everything_afterwards_and_nothing_is_committed_early() {
+    // Reserve a port, then leave it closed: connections are refused.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let yaml = trigger_yaml(
+        "outage",
+        2,
+        &format!("http://{addr}/"),
+        "    delivery: {backoff_delay: 100ms, backoff_max: 1s}\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let records: Vec<Rec> = (0..40)
+        .map(|n| rec(&format!("k{n}"), &n.to_string()))
+        .collect();
+    produce_all(&sluice.bootstrap, "outage", records).await;
+
+    let down_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < down_until {
+        let got = committed(&sluice.bootstrap, "sluice-t", "outage").await;
+        assert!(
+            got.values().all(|&o| o == 0),
+            "committed past an undelivered record: {got:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = sluice.state().status();
+    assert!(status.triggers[0].retrying > 0, "{status:?}");
+
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let function = Function::serve(listener, |_, _| Answer::ok());
+    function.wait_for(40, WAIT).await;
+    let kafka = sluice::kafka::Kafka::new(&sluice.bootstrap, Default::default());
+    let ends: BTreeMap<i32, i64> = kafka
+        .describe_topic("outage")
+        .await
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.high))
+        .collect();
+    wait_committed(&sluice.bootstrap, "sluice-t", "outage", &ends).await;
+    let mut values: Vec<u32> = function
+        .received()
+        .iter()
+        .map(|r| std::str::from_utf8(&r.body).unwrap().parse().unwrap())
+        .collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values, (0..40).collect::<Vec<_>>());
+    let metrics = sluice.state().metrics().encode();
+    assert!(
+        metrics.contains("sluice_events_dead_lettered_total{trigger=\"t\"} 0\n"),
+        "{metrics}"
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replies_land_in_the_reply_topic_with_the_input_key() {
+    let function = Function::start(|_, r| {
+        let body = std::str::from_utf8(&r.body).unwrap().to_owned();
+        let mut answer = Answer::ok();
+        if body == "event" {
+            answer.headers = vec![
+                ("ce-specversion", "1.0".into()),
+                ("ce-id", "reply-1".into()),
+                ("ce-source", "/fn".into()),
+                ("ce-type", "com.example.reply".into()),
+                ("content-type", "application/json".into()),
+            ];
+            answer.body = "{\"ok\":true}".into();
+        } else if body == "silent" {
+            // An empty body produces no reply.
+        } else {
+            answer.headers = vec![("content-type", "text/plain".into())];
+            answer.body = format!("ack {body}").into();
+        }
+        answer
+    })
+    .await;
+    let yaml = trigger_yaml("asks", 1, &function.url(), "    reply: {topic: answers}\n");
+    let sluice = InProcess::start(&yaml).await;
+    produce_all(
+        &sluice.bootstrap,
+        "asks",
+        vec![rec("k1", "plain"), rec("k2", "silent"), rec("k3", "event")],
+    )
+    .await;
+    let replies = read_topic(&sluice.bootstrap, "answers", 2).await;
+    let by_key: HashMap<Vec<u8>, &OwnedMessage> = replies
+        .iter()
+        .map(|m| (m.key().unwrap().to_vec(), m))
+        .collect();
+    let plain = by_key[&b"k1".to_vec()];
+    assert_eq!(plain.payload(), Some(&b"ack plain"[..]));
+    let headers = header_map(plain);
+    assert_eq!(headers["content-type"], b"text/plain");
+    assert_eq!(headers["sluice-cause"], b"partition:0/offset:0");
+    let event = by_key[&b"k3".to_vec()];
+    assert_eq!(event.payload(), Some(&b"{\"ok\":true}"[..]));
+    let headers = header_map(event);
+    assert_eq!(headers["ce_specversion"], b"1.0");
+    assert_eq!(headers["ce_id"], b"reply-1");
+    assert_eq!(headers["ce_type"], b"com.example.reply");
+    assert_eq!(headers["content-type"], b"application/json");
+    assert_eq!(headers["sluice-cause"], b"partition:0/offset:2");
+    assert!(!by_key.contains_key(b"k2".as_slice()));
+    let metrics = sluice.state().metrics().encode();
+    assert!(
+        metrics.contains("sluice_replies_total{trigger=\"t\"} 2\n"),
+        "{metrics}"
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_triggers_on_one_topic_each_get_every_record() {
+    let a = Function::start(|_, _| Answer::ok()).await;
+    let b = Function::start(|_, _| Answer::ok()).await;
+    let yaml = format!(
+        "\
+topics:
+  - name: shared
+    partitions: 2
+triggers:
+  - name: first
+    topics: [shared]
+    url: {}
+    initial_offset: earliest
+  - name: second
+    topics: [shared]
+    url: {}
+    initial_offset: earliest
+",
+        a.url(),
+        b.url()
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let records = (0..30)
+        .map(|n| rec(&format!("k{n}"), &n.to_string()))
+        .collect();
+    produce_all(&sluice.bootstrap, "shared", records).await;
+    a.wait_for(30, WAIT).await;
+    b.wait_for(30, WAIT).await;
+    assert_eq!(
+        a.received()[0].header("ce-source"),
+        Some("/sluice/first#shared")
+    );
+    assert_eq!(
+        b.received()[0].header("ce-source"),
+        Some("/sluice/second#shared")
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_shutdown_finishes_slow_requests_and_commits() {
+    let function = Function::start(|_, _| Answer::ok().after(Duration::from_secs(2))).await;
+    let yaml = trigger_yaml(
+        "slow",
+        1,
+        &function.url(),
+        "    ordering: unordered\n    max_in_flight: 5\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let bootstrap = sluice.bootstrap.clone();
+    let records = (0..5).map(|n| rec("k", &n.to_string())).collect();
+    produce_all(&bootstrap, "slow", records).await;
+    function.wait_for(5, WAIT).await;
+    assert_eq!(function.in_flight(), 5);
+    let listen = bootstrap.parse().unwrap();
+    let dir = sluice.stop().await;
+    // Every slow request completed before the stop returned.
+    assert_eq!(function.in_flight(), 0);
+    assert_eq!(function.count(), 5);
+    // And its offsets were committed: a restart has nothing to redeliver.
+    let sluice = InProcess::start_in(dir, listen, &yaml).await;
+    assert_eq!(
+        committed(&bootstrap, "sluice-t", "slow").await,
+        BTreeMap::from([(0, 5)])
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        function.count(),
+        5,
+        "records were delivered again after a clean stop"
+    );
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_function_pauses_consumption_instead_of_buffering() {
+    // Every request hangs, so nothing completes while records keep arriving.
+    let function = Function::start(|_, _| Answer::ok().after(Duration::from_secs(60))).await;
+    let yaml = trigger_yaml(
+        "flood",
+        2,
+        &function.url(),
+        "    ordering: unordered\n    max_in_flight: 4\n    delivery: {timeout: 120s}\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let records = (0..5000).map(|n| rec(&format!("k{n}"), "x")).collect();
+    produce_all(&sluice.bootstrap, "flood", records).await;
+    function.wait_for(4, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = sluice.state().status();
+    let t = &status.triggers[0];
+    assert_eq!(t.in_flight, 4);
+    // The pause mark is max_in_flight * 2 + 256 buffered records; what librdkafka had
+    // already fetched may add a little, never the whole backlog.
+    assert!(t.waiting < 1000, "{t:?}");
+    let metrics = sluice.state().metrics().encode();
+    let received: u64 = metrics
+        .lines()
+        .find(|l| l.starts_with("sluice_events_received_total{trigger=\"t\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(received < 1500, "received {received} of 5000 while stalled");
+    function.stop();
+    sluice.stop().await;
+}
