@@ -39,6 +39,11 @@ const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a revoke waits for the deliveries of the revoked partitions.
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
 
+/// A consumer left without partitions this long joins its group again. A member that died
+/// without leaving (SIGKILL) can hold the group's assignment on the embedded broker until
+/// someone rejoins; with more replicas than partitions the extra rejoin is a no-op.
+const REJOIN_AFTER: Duration = Duration::from_secs(20);
+
 /// Buffered bytes above which a trigger pauses its partitions.
 const MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
 
@@ -329,10 +334,13 @@ impl Trigger {
         let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error = None::<Instant>;
+        let mut watch_tick = tokio::time::interval(Duration::from_secs(5));
+        let mut unassigned_since = None::<Instant>;
         loop {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
+                _ = watch_tick.tick() => self.watch_assignment(&mut unassigned_since),
                 _ = self.shared.wake.notified() => {
                     self.dispatch(&deliveries, &abandon);
                     self.maybe_resume();
@@ -355,6 +363,26 @@ impl Trigger {
             }
         }
         self.drain(deliveries, abandon, grace).await;
+    }
+
+    /// Rejoins the group after [`REJOIN_AFTER`] without partitions.
+    fn watch_assignment(&self, unassigned_since: &mut Option<Instant>) {
+        let empty = self.consumer.assignment().is_ok_and(|a| a.count() == 0);
+        if !empty {
+            *unassigned_since = None;
+            return;
+        }
+        let since = *unassigned_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < REJOIN_AFTER {
+            return;
+        }
+        info!(trigger = %self.name, "No partitions assigned for a while; joining the group again.");
+        *unassigned_since = None;
+        self.consumer.unsubscribe();
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        if let Err(err) = self.consumer.subscribe(&topics) {
+            warn!(trigger = %self.name, error = %err, "Cannot subscribe again.");
+        }
     }
 
     /// Takes a consumed record into its lane.
