@@ -261,7 +261,20 @@ fn prepare_data_dir(data_dir: &Path) -> Result<PathBuf, BrokerError> {
 /// live anywhere.
 fn sqlite_url(database: &Path) -> Result<Url, BrokerError> {
     let text = format!("sqlite:///{}", database.display());
-    Url::parse(&text).map_err(|err| BrokerError::Tansu(format!("bad database path {text}: {err}")))
+    let url = Url::parse(&text)
+        .map_err(|err| BrokerError::Tansu(format!("bad database path {text}: {err}")))?;
+    // tansu uses the URL's path as it is, escapes included, so a path that URLs escape (a
+    // space, say) would put the database somewhere else.
+    if url.path().strip_prefix('/') != Some(&database.display().to_string()) {
+        return Err(BrokerError::DataDir {
+            path: database.parent().unwrap_or(database).to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path has characters the embedded broker cannot use (such as spaces)",
+            ),
+        });
+    }
+    Ok(url)
 }
 
 fn memory_url() -> Url {
@@ -308,10 +321,16 @@ mod tests {
 
     #[test]
     fn sqlite_url_keeps_absolute_paths() {
-        let db = Path::new("/tmp/some dir/broker.db");
+        let db = Path::new("/tmp/some-dir/data.d/broker.db");
         let url = sqlite_url(db).unwrap();
         assert_eq!(url.scheme(), "sqlite");
         assert_eq!(tansu_path(&url, Path::new("/work/main")), db);
+    }
+
+    #[test]
+    fn paths_that_urls_escape_are_refused() {
+        let err = sqlite_url(Path::new("/tmp/some dir/broker.db")).unwrap_err();
+        assert!(err.to_string().contains("/tmp/some dir"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,246 @@
+//! Delivery throughput: sluice's trigger against a plain hyper client sending the same
+//! requests to the same no-op function, in the same process and run.
+//!
+//! `cargo bench --bench delivery` (env `RECORDS`, default 100000). Prints events/s for each
+//! and the ratios the design asks for: unordered at 64 in flight (target ≥ 0.7×) and
+//! partition-ordered against one-at-a-time per partition (target ≥ 0.8×).
+
+use std::{
+    collections::BTreeMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sluice::{
+    app::{RunOptions, Running},
+    broker::{EmbeddedBroker, free_local_addr},
+    config::{self, EmbeddedConfig, Storage},
+    kafka::{Kafka, TopicSpec},
+};
+
+const PARTITIONS: i32 = 4;
+const IN_FLIGHT: usize = 64;
+
+/// A no-op function that counts requests.
+#[derive(Clone, Default)]
+struct Counter {
+    count: Arc<AtomicU64>,
+}
+
+async fn serve_noop(counter: Counter) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        let _ = request.into_body().collect().await;
+                        counter.count.fetch_add(1, Ordering::Relaxed);
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Plain hyper client: `workers` tasks, each sending one request at a time.
+async fn plain_client(url: &str, total: u64, workers: usize) -> f64 {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let uri: hyper::Uri = url.parse().unwrap();
+    let next = Arc::new(AtomicU64::new(0));
+    let body = Bytes::from(vec![b'x'; 100]);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (client, uri, next, body) = (client.clone(), uri.clone(), next.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < total {
+                let request = Request::post(uri.clone())
+                    .header("ce-specversion", "1.0")
+                    .header("ce-id", "partition:0/offset:0")
+                    .header("content-type", "application/octet-stream")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                let response = client.request(request).await.unwrap();
+                let _ = response.into_body().collect().await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn produce(bootstrap: &str, topic: &str, total: u64) {
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let value = vec![b'x'; 100];
+    let mut pending = Vec::new();
+    for n in 0..total {
+        let key = n.to_string();
+        let mut record = FutureRecord::to(topic).key(&key).payload(&value);
+        loop {
+            match producer.send_result(record) {
+                Ok(f) => {
+                    pending.push(f);
+                    break;
+                }
+                Err((_, back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        if pending.len() >= 50_000 {
+            for f in pending.drain(..) {
+                f.await.unwrap().unwrap();
+            }
+        }
+    }
+    for f in pending {
+        f.await.unwrap().unwrap();
+    }
+    tokio::task::spawn_blocking(move || drop(producer))
+        .await
+        .unwrap();
+}
+
+/// Runs one trigger over a pre-filled topic; returns events/s from start to the last one.
+async fn sluice_run(bootstrap: &str, topic: &str, ordering: &str, total: u64) -> f64 {
+    let function = Counter::default();
+    let addr = serve_noop(function.clone()).await;
+    let yaml = format!(
+        "\
+kafka:
+  bootstrap_servers: \"{bootstrap}\"
+admin:
+  listen: \"{admin}\"
+triggers:
+  - name: bench-{ordering}
+    topics: [{topic}]
+    url: http://{addr}/
+    initial_offset: earliest
+    ordering: {ordering}
+    max_in_flight: {IN_FLIGHT}
+    dead_letter: none
+",
+        admin = free_local_addr().unwrap()
+    );
+    let config = config::parse(&yaml, "bench.yaml").unwrap();
+    let started = Instant::now();
+    let running = Running::start(
+        &config,
+        RunOptions {
+            admin: false,
+            triggers: true,
+            grace: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let mut first = None;
+    loop {
+        let n = function.count.load(Ordering::Relaxed);
+        if n > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        if n >= total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {n} of {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = first.unwrap_or(started).elapsed().as_secs_f64();
+    running.shutdown(Duration::from_secs(5)).await;
+    total as f64 / elapsed
+}
+
+fn main() {
+    let total: u64 = std::env::var("RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = EmbeddedBroker::start(
+            &EmbeddedConfig {
+                listen: free_local_addr().unwrap(),
+                storage: Storage::Memory,
+                default_partitions: PARTITIONS,
+            },
+            dir.path(),
+        )
+        .await
+        .unwrap();
+        let bootstrap = broker.bootstrap();
+        let kafka = Kafka::new(&bootstrap, BTreeMap::new());
+        for topic in ["unordered", "ordered"] {
+            kafka
+                .create_topic(&TopicSpec {
+                    name: topic.into(),
+                    partitions: PARTITIONS,
+                    replication: 1,
+                    config: BTreeMap::new(),
+                })
+                .await
+                .unwrap();
+            produce(&bootstrap, topic, total).await;
+        }
+        let baseline_fn = Counter::default();
+        let addr = serve_noop(baseline_fn.clone()).await;
+        let url = format!("http://{addr}/");
+
+        println!("records: {total} x 100 bytes, {PARTITIONS} partitions, embedded broker (memory)");
+        let plain = plain_client(&url, total, IN_FLIGHT).await;
+        let ours = sluice_run(&bootstrap, "unordered", "unordered", total).await;
+        println!(
+            "unordered, {IN_FLIGHT} in flight: sluice {ours:.0} events/s, plain hyper client {plain:.0} requests/s, ratio {:.2}",
+            ours / plain
+        );
+        let plain = plain_client(&url, total, PARTITIONS as usize).await;
+        let ours = sluice_run(&bootstrap, "ordered", "partition", total).await;
+        println!(
+            "partition order: sluice {ours:.0} events/s, plain client one at a time per partition ({PARTITIONS} in flight) {plain:.0} requests/s, ratio {:.2}",
+            ours / plain
+        );
+        broker.shutdown().await;
+    });
+}
