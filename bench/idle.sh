@@ -36,7 +36,9 @@ broker=$!
 sleep 2
 
 measure "sluice up (quickstart)" "$up" &
+m1=$!
 measure "sluice broker (baseline)" "$broker" &
-wait %1 %2 2>/dev/null || wait
+m2=$!
+wait "$m1" "$m2"
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$up/status")
 python3 -c "print(f'sluice up idle RSS / 60 MiB budget = {$rss / 1024 / 60:.2f}')"

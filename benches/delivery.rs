@@ -190,6 +190,10 @@ triggers:
 }
 
 fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let total: u64 = std::env::var("RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -203,7 +207,7 @@ fn main() {
         let broker = EmbeddedBroker::start(
             &EmbeddedConfig {
                 listen: free_local_addr().unwrap(),
-                storage: Storage::Memory,
+                storage: Storage::Sqlite,
                 default_partitions: PARTITIONS,
             },
             dir.path(),
@@ -228,7 +232,7 @@ fn main() {
         let addr = serve_noop(baseline_fn.clone()).await;
         let url = format!("http://{addr}/");
 
-        println!("records: {total} x 100 bytes, {PARTITIONS} partitions, embedded broker (memory)");
+        println!("records: {total} x 100 bytes, {PARTITIONS} partitions, embedded broker (SQLite)");
         let plain = plain_client(&url, total, IN_FLIGHT).await;
         let ours = sluice_run(&bootstrap, "unordered", "unordered", total).await;
         println!(

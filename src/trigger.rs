@@ -266,6 +266,9 @@ fn consumer_settings(group: &str, initial_offset: InitialOffset) -> (Settings, S
         // Bounds what librdkafka prefetches per trigger, so memory stays flat under lag.
         ("queued.max.messages.kbytes", "8192".to_owned()),
         ("session.timeout.ms", "10000".to_owned()),
+        // The embedded broker holds a fetch for the whole wait even when records are there,
+        // so a long wait caps throughput; a short one costs CPU while idle.
+        ("fetch.wait.max.ms", "100".to_owned()),
         ("heartbeat.interval.ms", "1000".to_owned()),
     ];
     (fixed, tunable)
@@ -456,8 +459,13 @@ impl Trigger {
         }
     }
 
+    /// Buffered records at which the trigger pauses; it resumes at half.
+    fn high_mark(&self) -> usize {
+        self.max_in_flight * 8 + 4096
+    }
+
     fn maybe_pause(&self) {
-        let high = self.max_in_flight * 2 + 256;
+        let high = self.high_mark();
         let mut state = self.shared.lock();
         if state.buffered < high && state.buffered_bytes < MAX_BUFFERED_BYTES {
             return;
@@ -474,7 +482,7 @@ impl Trigger {
     }
 
     fn maybe_resume(&self) {
-        let low = self.max_in_flight + 128;
+        let low = self.high_mark() / 2;
         let mut state = self.shared.lock();
         if !state.paused || state.buffered > low || state.buffered_bytes > MAX_BUFFERED_BYTES / 2 {
             return;

@@ -701,16 +701,16 @@ async fn a_stalled_function_pauses_consumption_instead_of_buffering() {
         "    ordering: unordered\n    max_in_flight: 4\n    delivery: {timeout: 120s}\n",
     );
     let sluice = InProcess::start(&yaml).await;
-    let records = (0..5000).map(|n| rec(&format!("k{n}"), "x")).collect();
+    let records = (0..20_000).map(|n| rec(&format!("k{n}"), "x")).collect();
     produce_all(&sluice.bootstrap, "flood", records).await;
     function.wait_for(4, WAIT).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let status = sluice.state().status();
     let t = &status.triggers[0];
     assert_eq!(t.in_flight, 4);
-    // The pause mark is max_in_flight * 2 + 256 buffered records; what librdkafka had
+    // The pause mark is max_in_flight * 8 + 4096 buffered records; what librdkafka had
     // already fetched may add a little, never the whole backlog.
-    assert!(t.waiting < 1000, "{t:?}");
+    assert!(t.waiting < 6000, "{t:?}");
     let metrics = sluice.state().metrics().encode();
     let received: u64 = metrics
         .lines()
@@ -718,7 +718,10 @@ async fn a_stalled_function_pauses_consumption_instead_of_buffering() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap();
-    assert!(received < 1500, "received {received} of 5000 while stalled");
+    assert!(
+        received < 8000,
+        "received {received} of 20000 while stalled"
+    );
     function.stop();
     sluice.stop().await;
 }
