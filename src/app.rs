@@ -75,13 +75,18 @@ pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
     config
         .topics
         .iter()
-        .map(|t| TopicSpec {
-            name: t.name.clone(),
-            partitions: config.topic_partitions(t),
-            replication: i32::from(t.replication_factor),
-            config: t.config.clone(),
-        })
+        .map(|t| topic_spec(config, t))
         .collect()
+}
+
+/// One declared topic as the Kafka client creates it.
+pub fn topic_spec(config: &Config, topic: &config::TopicConfig) -> TopicSpec {
+    TopicSpec {
+        name: topic.name.clone(),
+        partitions: config.topic_partitions(topic),
+        replication: i32::from(topic.replication_factor),
+        config: topic.config.clone(),
+    }
 }
 
 /// Dead-letter and reply topics the triggers write to, created like declared topics when

@@ -210,12 +210,7 @@ async fn ensure_topic(kafka: &Kafka, config: &Config, topic: &str) -> Result<(),
         .topics
         .iter()
         .find(|t| t.name == topic)
-        .map(|t| TopicSpec {
-            name: t.name.clone(),
-            partitions: config.topic_partitions(t),
-            replication: i32::from(t.replication_factor),
-            config: t.config.clone(),
-        })
+        .map(|t| crate::app::topic_spec(config, t))
         .unwrap_or_else(|| TopicSpec {
             name: topic.to_owned(),
             partitions: config.embedded.default_partitions,

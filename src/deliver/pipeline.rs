@@ -3,10 +3,7 @@
 //! the record instead, which leaves its offset uncommitted.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
@@ -332,25 +329,15 @@ impl Pipeline {
             }
             DeadLetterSink::Topic(topic) => {
                 let headers = self.reason_headers(record, failure, attempts);
-                let mut retry = 0;
-                loop {
-                    let mut out = FutureRecord::to(topic).headers(headers.clone());
-                    if let Some(key) = &record.key {
-                        out = out.key(&key[..]);
-                    }
-                    if let Some(value) = &record.value {
-                        out = out.payload(&value[..]);
-                    }
-                    match self.producer.send(out, PRODUCE_TIMEOUT).await {
-                        Ok(_) => break,
-                        Err((err, _)) => {
-                            retry += 1;
-                            error!(trigger = %self.trigger, topic, error = %err, "Cannot write a dead letter; retrying.");
-                            self.wait(retry_delay(&self.delivery, retry, None), cancel)
-                                .await?;
-                        }
-                    }
-                }
+                self.produce_acknowledged(
+                    topic,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                    headers,
+                    "dead letter",
+                    cancel,
+                )
+                .await?;
                 warn!(
                     trigger = %self.trigger,
                     id = %event.id,
@@ -459,22 +446,44 @@ impl Pipeline {
             key: "sluice-cause",
             value: Some(event.id.as_bytes()),
         });
+        self.produce_acknowledged(
+            topic,
+            record.key.as_deref(),
+            Some(&body),
+            out_headers,
+            "reply",
+            cancel,
+        )
+        .await?;
+        let _ = self.metrics.replies.inc();
+        Some(())
+    }
+
+    /// Produces one record, retrying with backoff until the broker acknowledges it; `None`
+    /// when `cancel` fires first.
+    async fn produce_acknowledged(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+        what: &str,
+        cancel: &CancellationToken,
+    ) -> Option<()> {
         let mut retry = 0;
         loop {
-            let mut out = FutureRecord::to(topic)
-                .payload(&body[..])
-                .headers(out_headers.clone());
-            if let Some(key) = &record.key {
-                out = out.key(&key[..]);
+            let mut out = FutureRecord::to(topic).headers(headers.clone());
+            if let Some(key) = key {
+                out = out.key(key);
+            }
+            if let Some(value) = value {
+                out = out.payload(value);
             }
             match self.producer.send(out, PRODUCE_TIMEOUT).await {
-                Ok(_) => {
-                    let _ = self.metrics.replies.inc();
-                    return Some(());
-                }
+                Ok(_) => return Some(()),
                 Err((err, _)) => {
                     retry += 1;
-                    error!(trigger = %self.trigger, topic, error = %err, "Cannot produce a reply; retrying.");
+                    error!(trigger = %self.trigger, topic, what, error = %err, "Cannot produce to Kafka; retrying.");
                     self.wait(retry_delay(&self.delivery, retry, None), cancel)
                         .await?;
                 }
@@ -482,6 +491,3 @@ impl Pipeline {
         }
     }
 }
-
-/// Shared across a trigger's delivery tasks.
-pub type SharedPipeline = Arc<Pipeline>;
