@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Metrics;
+use crate::{function::FunctionStatus, metrics::Metrics};
 
 /// What `/api/status` reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -38,6 +38,9 @@ pub struct Status {
     /// Triggers and their delivery figures.
     #[serde(default)]
     pub triggers: Vec<TriggerStatus>,
+    /// Functions and their instances.
+    #[serde(default)]
+    pub functions: Vec<FunctionStatus>,
 }
 
 /// One trigger as last seen.

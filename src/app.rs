@@ -13,6 +13,7 @@ use crate::{
     config::{self, Config, DeadLetter, Function, InitialOffset, Storage, Target},
     deliver::pipeline::{DeadLetterSink, Pipeline, TriggerMetrics},
     event::EventSettings,
+    function::{Destination, Functions},
     kafka::{ClientError, Kafka, OffsetsReader, TopicSpec},
     metrics::{LagLabels, Metrics, PartitionLabels, TopicLabels},
     trigger::{Trigger, TriggerProbe},
@@ -68,6 +69,7 @@ pub struct Running {
     state: Arc<AdminState>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
+    functions: Option<Arc<Functions>>,
 }
 
 /// Turns the config's declared topics into what the Kafka client creates.
@@ -115,8 +117,12 @@ fn output_topics(config: &Config) -> Vec<TopicSpec> {
         .collect()
 }
 
-/// The URL a trigger delivers to.
-fn trigger_url(config: &Config, trigger: &config::Trigger) -> Result<hyper::Uri, AppError> {
+/// Where a trigger delivers to.
+fn trigger_destination(
+    config: &Config,
+    trigger: &config::Trigger,
+    functions: &Functions,
+) -> Result<Destination, AppError> {
     let fail = |reason: String| AppError::Trigger {
         trigger: trigger.name.clone(),
         reason,
@@ -125,17 +131,22 @@ fn trigger_url(config: &Config, trigger: &config::Trigger) -> Result<hyper::Uri,
         Target::Url(url) => url.clone(),
         Target::Function(name) => match config.functions.get(name) {
             Some(Function::Url(function)) => function.url.clone(),
-            Some(other) => {
+            Some(Function::Job(_)) => {
                 return Err(fail(format!(
-                    "function {name} is a {} function; this build delivers to url functions only",
-                    other.kind()
+                    "function {name} is a job function, which reads its topics itself"
                 )));
+            }
+            Some(_) => {
+                return functions
+                    .destination(name)
+                    .ok_or_else(|| fail(format!("function {name} is not running")));
             }
             None => return Err(fail(format!("function {name} is not defined"))),
         },
     };
     url.as_str()
         .parse()
+        .map(Destination::Url)
         .map_err(|err| fail(format!("URL {url}: {err}")))
 }
 
@@ -196,12 +207,22 @@ impl Running {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut views = Vec::new();
-        if options.triggers && !config.triggers.is_empty() {
+        let functions = if options.triggers {
+            Some(Arc::new(Functions::start(
+                config,
+                &kafka,
+                &metrics,
+                options.grace,
+            )?))
+        } else {
+            None
+        };
+        if let Some(functions) = functions.as_ref().filter(|_| !config.triggers.is_empty()) {
             kafka.ensure_topics(&output_topics(config)).await?;
             let producer: rdkafka::producer::FutureProducer =
                 kafka.create(&[("linger.ms", "5")])?;
             for trigger in &config.triggers {
-                let url = trigger_url(config, trigger)?;
+                let target = trigger_destination(config, trigger, functions)?;
                 let dead_letter =
                     DeadLetterSink::from_config(&trigger.dead_letter).map_err(|reason| {
                         AppError::Trigger {
@@ -212,7 +233,7 @@ impl Running {
                 let trigger_metrics = TriggerMetrics::new(&metrics, &trigger.name);
                 let pipeline = Arc::new(Pipeline::new(
                     trigger.name.clone(),
-                    url.clone(),
+                    target.clone(),
                     trigger.delivery.clone(),
                     dead_letter,
                     trigger.reply.as_ref().map(|r| r.topic.clone()),
@@ -239,14 +260,14 @@ impl Running {
                 views.push(TriggerView {
                     name: trigger.name.clone(),
                     topics: trigger.topics.clone(),
-                    target: url.to_string(),
+                    target: target.to_string(),
                     group: group.clone(),
                     initial_offset: trigger.initial_offset,
                     metrics: trigger_metrics,
                     probe: running.probe(),
                     offsets: kafka.offsets_reader(&group)?,
                 });
-                info!(trigger = %trigger.name, topics = ?trigger.topics, url = %url, group = %group, "Trigger started.");
+                info!(trigger = %trigger.name, topics = ?trigger.topics, target = %target, group = %group, "Trigger started.");
                 let (cancel, grace) = (cancel.clone(), options.grace);
                 let _ = tasks.spawn(running.run(cancel, grace));
             }
@@ -282,9 +303,10 @@ impl Running {
         ));
 
         let watched = watched_topics(config);
-        refresh_status(&kafka, &watched, &views, &state).await;
+        refresh_status(&kafka, &watched, &views, functions.as_deref(), &state).await;
         {
             let (kafka, state, cancel) = (kafka.clone(), state.clone(), cancel.clone());
+            let functions = functions.clone();
             let _ = tasks.spawn(async move {
                 let mut tick = tokio::time::interval(STATUS_INTERVAL);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -292,7 +314,10 @@ impl Running {
                     tokio::select! {
                         biased;
                         _ = cancel.cancelled() => break,
-                        _ = tick.tick() => refresh_status(&kafka, &watched, &views, &state).await,
+                        _ = tick.tick() => {
+                            refresh_status(&kafka, &watched, &views, functions.as_deref(), &state)
+                                .await;
+                        }
                     }
                 }
             });
@@ -323,7 +348,13 @@ impl Running {
             state,
             cancel,
             tasks,
+            functions,
         })
+    }
+
+    /// The functions sluice runs, when triggers run.
+    pub fn functions(&self) -> Option<&Functions> {
+        self.functions.as_deref()
     }
 
     /// The bootstrap servers clients should use.
@@ -371,6 +402,10 @@ impl Running {
             );
             self.tasks.abort_all();
         }
+        // Instances stop after the triggers, which may still have had events for them.
+        if let Some(functions) = self.functions.take() {
+            functions.shutdown().await;
+        }
         if let Some(broker) = self.broker.take() {
             broker.shutdown().await;
         }
@@ -384,9 +419,14 @@ async fn refresh_status(
     kafka: &Kafka,
     watched: &[String],
     triggers: &[TriggerView],
+    functions: Option<&Functions>,
     state: &AdminState,
 ) {
     let metrics = state.metrics();
+    if let Some(functions) = functions {
+        let status = functions.status();
+        state.update_status(|s| s.functions = status);
+    }
     match kafka.describe_topics(watched).await {
         Ok(topics) => {
             let mut trigger_status = Vec::with_capacity(triggers.len());

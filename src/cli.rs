@@ -268,10 +268,13 @@ fn apply_broker_args(mut config: Config, args: &BrokerArgs) -> Config {
 
 /// Runs until SIGINT/SIGTERM, then stops within `grace`.
 async fn serve(config: &Config, options: RunOptions, grace: Duration) -> Result<(), CliError> {
+    // Caught before anything starts, so a signal during start-up still stops every child
+    // process cleanly once start-up is over.
+    let mut signals = shutdown::Signals::new()
+        .map_err(|err| CliError::Failed(format!("cannot watch signals: {err}")))?;
     let running = Running::start(config, options).await?;
     let outcome = tokio::select! {
-        signal = shutdown::signalled() => {
-            let signal = signal.map_err(|err| CliError::Failed(format!("cannot watch signals: {err}")))?;
+        signal = signals.recv() => {
             info!(signal, grace = ?grace, "Shutting down.");
             Ok(())
         }

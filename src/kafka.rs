@@ -350,6 +350,28 @@ impl Kafka {
     }
 }
 
+/// One partition's watermarks and a group's committed offset in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Lowest retained offset.
+    pub low: i64,
+    /// Next offset to be written.
+    pub high: i64,
+    /// The group's committed offset, when it has one.
+    pub committed: Option<i64>,
+}
+
+impl PartitionLag {
+    /// Records after the committed offset (from the low watermark without a commit).
+    pub fn lag(&self) -> i64 {
+        (self.high - self.committed.unwrap_or(self.low).max(self.low)).max(0)
+    }
+}
+
 /// Reads a group's committed offsets without joining the group.
 #[derive(Clone)]
 pub struct OffsetsReader {
@@ -388,6 +410,64 @@ impl OffsetsReader {
                     _ => None,
                 })
                 .collect())
+        })
+        .await
+        .map_err(|err| ClientError::Task(err.to_string()))?
+    }
+}
+
+impl OffsetsReader {
+    /// Records after the group's committed offsets in each partition of `topics` that
+    /// exists; a partition without a commit counts from its low watermark.
+    pub async fn lag(&self, topics: Vec<String>) -> Result<Vec<PartitionLag>, ClientError> {
+        use rdkafka::{Offset, TopicPartitionList};
+        let consumer = self.consumer.clone();
+        let bootstrap = self.bootstrap.clone();
+        tokio::task::spawn_blocking(move || {
+            let unreachable = |source| ClientError::Unreachable {
+                bootstrap: bootstrap.clone(),
+                source,
+            };
+            let metadata = consumer
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map_err(unreachable)?;
+            let mut list = TopicPartitionList::new();
+            let mut out = Vec::new();
+            for topic in metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none() && topics.iter().any(|n| n == t.name()))
+            {
+                for p in topic.partitions() {
+                    let (low, high) = consumer
+                        .fetch_watermarks(topic.name(), p.id(), METADATA_TIMEOUT)
+                        .map_err(unreachable)?;
+                    let _ = list.add_partition(topic.name(), p.id());
+                    out.push(PartitionLag {
+                        topic: topic.name().to_owned(),
+                        partition: p.id(),
+                        low,
+                        high,
+                        committed: None,
+                    });
+                }
+            }
+            if out.is_empty() {
+                return Ok(out);
+            }
+            let committed = consumer
+                .committed_offsets(list, METADATA_TIMEOUT)
+                .map_err(unreachable)?;
+            for element in committed.elements() {
+                if let Offset::Offset(offset) = element.offset()
+                    && let Some(p) = out
+                        .iter_mut()
+                        .find(|p| p.partition == element.partition() && p.topic == element.topic())
+                {
+                    p.committed = Some(offset);
+                }
+            }
+            Ok(out)
         })
         .await
         .map_err(|err| ClientError::Task(err.to_string()))?

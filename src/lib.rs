@@ -7,6 +7,8 @@
 //! - [`trigger`]: a trigger's consumer group, ordering lanes and offset watermark.
 //! - [`event`]: record → CloudEvent (Knative KafkaSource's HTTP binary mode).
 //! - [`deliver`]: the HTTP invoker, retry policy, dead letters and replies.
+//! - [`function`]: the function runtime: `command` instances scaled from zero, `exec` runs
+//!   per event, `job` programs woken by lag.
 //! - [`app`]: a running sluice; owns the broker, topics, admin listener and background work.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/api/status`.
 //! - [`metrics`]: the Prometheus metrics, registered once.
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod function;
 pub mod kafka;
 pub mod metrics;
 pub mod shutdown;

@@ -57,6 +57,22 @@ pub struct LagLabels {
     pub partition: i32,
 }
 
+/// Labels for a per-function series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    /// Function name.
+    pub function: String,
+}
+
+/// Labels for function instances by state.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    /// Function name.
+    pub function: String,
+    /// `starting`, `ready`, `stopping` (command functions) or `running` (jobs).
+    pub state: String,
+}
+
 /// Every metric sluice exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -91,6 +107,16 @@ pub struct Metrics {
     pub in_flight: Family<TriggerLabels, Gauge>,
     /// Events waiting for their next attempt.
     pub retrying: Family<TriggerLabels, Gauge>,
+    /// Instances of a function, by state.
+    pub function_instances: Family<InstanceLabels, Gauge>,
+    /// Events a function is handling right now.
+    pub function_in_flight: Family<FunctionLabels, Gauge>,
+    /// Instances started because events waited for a function at zero.
+    pub function_cold_starts: Family<FunctionLabels, Counter>,
+    /// From an event waiting for a function at zero to an instance being ready.
+    pub function_cold_start_seconds: Family<FunctionLabels, Histogram>,
+    /// Duration of `exec` runs.
+    pub exec_duration: Family<FunctionLabels, Histogram>,
 }
 
 impl Metrics {
@@ -185,8 +211,45 @@ impl Metrics {
             "Events waiting for their next attempt",
             retrying.clone(),
         );
+        let function_instances = Family::<InstanceLabels, Gauge>::default();
+        registry.register(
+            "function_instances",
+            "Instances of a function by state",
+            function_instances.clone(),
+        );
+        let function_in_flight = Family::<FunctionLabels, Gauge>::default();
+        registry.register(
+            "function_in_flight",
+            "Events a function is handling",
+            function_in_flight.clone(),
+        );
+        let function_cold_starts = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "function_cold_starts",
+            "Instances started for events waiting on a function at zero",
+            function_cold_starts.clone(),
+        );
+        let function_cold_start_seconds =
+            Family::<FunctionLabels, Histogram>::new_with_constructor(duration_histogram);
+        registry.register(
+            "function_cold_start_seconds",
+            "Time from an event waiting on a function at zero to an instance being ready",
+            function_cold_start_seconds.clone(),
+        );
+        let exec_duration =
+            Family::<FunctionLabels, Histogram>::new_with_constructor(duration_histogram);
+        registry.register(
+            "exec_duration_seconds",
+            "Duration of exec function runs",
+            exec_duration.clone(),
+        );
         Self {
             registry,
+            function_instances,
+            function_in_flight,
+            function_cold_starts,
+            function_cold_start_seconds,
+            exec_duration,
             events_received,
             events_delivered,
             delivery_attempts,
@@ -214,9 +277,9 @@ impl Metrics {
     }
 }
 
-/// Buckets from 1 ms to about 33 s.
+/// Buckets from 0.5 ms to about 33 s.
 fn duration_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+    Histogram::new(exponential_buckets(0.0005, 2.0, 17))
 }
 
 impl Default for Metrics {

@@ -1,20 +1,41 @@
 //! Process signals: the first SIGINT or SIGTERM starts a graceful stop, a second one forces
 //! the exit.
 
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::warn;
 
 /// Exit code of a stop forced by a second signal (128 + SIGINT, as shells report it).
 pub const FORCED_EXIT_CODE: i32 = 130;
 
+/// SIGINT and SIGTERM, caught from the moment this is created: a signal that arrives
+/// before [`Signals::recv`] is called is not lost, and does not kill the process.
+#[derive(Debug)]
+pub struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    /// Starts catching SIGINT and SIGTERM.
+    pub fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM and returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
+
 /// Waits for SIGINT or SIGTERM and returns its name.
 pub async fn signalled() -> std::io::Result<&'static str> {
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    Ok(tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    })
+    Ok(Signals::new()?.recv().await)
 }
 
 /// From now on, another SIGINT or SIGTERM exits the process at once.

@@ -1,6 +1,7 @@
 """A tiny function: logs every CloudEvent it receives and answers 200.
 
-Python standard library only. Listens on $PORT (default 8081).
+Python standard library only. Listens on $PORT, which sluice sets when it runs the function;
+run by hand, it listens on 8081.
 """
 import http.server
 import os
@@ -35,4 +36,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 port = int(os.environ.get("PORT", "8081"))
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
 print(f"function listening on http://127.0.0.1:{port}/", file=sys.stderr, flush=True)
-server.serve_forever()
+try:
+    server.serve_forever()
+except KeyboardInterrupt:
+    # Ctrl-C in the terminal is how it is meant to stop, so no traceback.
+    pass

@@ -49,6 +49,9 @@ pub enum Format {
     Json,
 }
 
+/// How long `--idle-exit` waits, beyond its limit, for the group to assign partitions.
+const JOIN_WAIT: Duration = Duration::from_secs(30);
+
 /// Runs `sluice consume`.
 pub async fn run(kafka: &Kafka, args: &ConsumeArgs) -> Result<(), CliError> {
     let partitions = kafka
@@ -107,16 +110,35 @@ pub async fn run(kafka: &Kafka, args: &ConsumeArgs) -> Result<(), CliError> {
     let interrupted = shutdown::signalled();
     tokio::pin!(interrupted);
     let stdout = std::io::stdout();
-    let flush_each = stdout.is_terminal();
+    // With a group, a line is out before its offset is stored, so a kill cannot commit a
+    // record that was never printed.
+    let flush_each = stdout.is_terminal() || args.group.is_some();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut seen = 0u64;
+    let started = tokio::time::Instant::now();
+    let mut assigned = args.group.is_none();
     let result = loop {
         if args.count.is_some_and(|count| seen >= count) {
             break Ok(());
         }
+        if !assigned {
+            assigned = consumer.assignment().is_ok_and(|a| a.count() > 0);
+        }
+        // The idle clock runs once the group has given this consumer partitions: joining a
+        // busy group can take longer than the idle limit. Still without partitions after
+        // the limit plus JOIN_WAIT, the consumer gives up as idle.
         let idle = async {
             match args.idle_exit {
-                Some(limit) => tokio::time::sleep(limit).await,
+                Some(limit) if assigned => {
+                    tokio::time::sleep(limit).await;
+                    true
+                }
+                Some(limit) => {
+                    let give_up = started + limit + JOIN_WAIT;
+                    let recheck = tokio::time::Instant::now() + Duration::from_millis(100);
+                    tokio::time::sleep_until(give_up.min(recheck)).await;
+                    tokio::time::Instant::now() >= give_up
+                }
                 None => std::future::pending().await,
             }
         };
@@ -124,7 +146,7 @@ pub async fn run(kafka: &Kafka, args: &ConsumeArgs) -> Result<(), CliError> {
             biased;
             _ = &mut interrupted => break Ok(()),
             message = consumer.recv() => message,
-            _ = idle => break Ok(()),
+            idle = idle => if idle { break Ok(()) } else { continue },
         };
         let message = match message {
             Ok(message) => message,

@@ -164,6 +164,38 @@ fn render(status: &Status) -> String {
             &rows,
         ));
     }
+    if !status.functions.is_empty() {
+        let rows: Vec<Vec<String>> = status
+            .functions
+            .iter()
+            .map(|f| {
+                vec![
+                    f.name.clone(),
+                    f.kind.clone(),
+                    f.instances.to_string(),
+                    f.starting.to_string(),
+                    f.in_flight.to_string(),
+                    f.waiting.to_string(),
+                    f.cold_starts.to_string(),
+                    f.lag.map_or_else(|| "-".to_owned(), |lag| lag.to_string()),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(
+            &[
+                "FUNCTION",
+                "KIND",
+                "INSTANCES",
+                "STARTING",
+                "IN FLIGHT",
+                "WAITING",
+                "STARTS",
+                "LAG",
+            ],
+            &rows,
+        ));
+    }
     out
 }
 
@@ -198,6 +230,7 @@ mod tests {
                 },
             ],
             triggers: vec![],
+            functions: vec![],
         };
         let text = render(&status);
         assert_eq!(
@@ -244,5 +277,42 @@ mod tests {
                 "http://127.0.0.1:8081/"
             ]
         );
+    }
+
+    #[test]
+    fn renders_functions() {
+        let status = Status {
+            functions: vec![
+                crate::function::FunctionStatus {
+                    name: "audit".into(),
+                    kind: "command".into(),
+                    instances: 2,
+                    starting: 1,
+                    in_flight: 9,
+                    waiting: 3,
+                    cold_starts: 4,
+                    lag: None,
+                },
+                crate::function::FunctionStatus {
+                    name: "payments".into(),
+                    kind: "job".into(),
+                    instances: 3,
+                    cold_starts: 5,
+                    lag: Some(120),
+                    ..Default::default()
+                },
+            ],
+            ..Status::default()
+        };
+        let text = render(&status);
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .rev()
+            .take(2)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[1], ["audit", "command", "2", "1", "9", "3", "4", "-"]);
+        assert_eq!(rows[0], ["payments", "job", "3", "0", "0", "0", "5", "120"]);
+        assert!(text.contains("FUNCTION"), "{text}");
     }
 }

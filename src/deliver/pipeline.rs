@@ -25,6 +25,7 @@ use super::{Attempt, Failure, Invoker, retry_delay};
 use crate::{
     config::{DeadLetter, Delivery},
     event::{self, Event, EventSettings, Record, percent_decode},
+    function::Destination,
     metrics::{AttemptLabels, Metrics, TriggerLabels},
 };
 
@@ -123,8 +124,8 @@ impl TriggerMetrics {
 pub struct Pipeline {
     /// Trigger name.
     pub trigger: String,
-    /// The function's URL.
-    pub url: Uri,
+    /// Where events go.
+    pub target: Destination,
     /// Retry policy.
     pub delivery: Delivery,
     /// Where undeliverable records go.
@@ -147,7 +148,7 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("trigger", &self.trigger)
-            .field("url", &self.url)
+            .field("target", &self.target.to_string())
             .field("dead_letter", &self.dead_letter)
             .field("reply", &self.reply)
             .finish_non_exhaustive()
@@ -185,7 +186,7 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         trigger: String,
-        url: Uri,
+        target: Destination,
         delivery: Delivery,
         dead_letter: DeadLetterSink,
         reply: Option<String>,
@@ -195,7 +196,7 @@ impl Pipeline {
     ) -> Self {
         Self {
             trigger,
-            url,
+            target,
             delivery,
             dead_letter,
             reply,
@@ -219,10 +220,11 @@ impl Pipeline {
             attempts += 1;
             let started = Instant::now();
             let attempt = self
-                .invoker
+                .target
                 .attempt(
-                    &self.url,
+                    &self.invoker,
                     &event,
+                    record,
                     self.delivery.timeout,
                     self.reply.is_some(),
                 )
@@ -300,7 +302,7 @@ impl Pipeline {
         {
             warn!(
                 trigger = %self.trigger,
-                url = %self.url,
+                target = %self.target,
                 error = %failure.message,
                 "Function is unreachable; its events wait and are retried."
             );
@@ -352,7 +354,7 @@ impl Pipeline {
             DeadLetterSink::Url(url) => {
                 let mut event = event.clone();
                 event.push_extension("knativeerrorcode", &failure.code);
-                event.push_extension("knativeerrordest", &self.url.to_string());
+                event.push_extension("knativeerrordest", &self.target.to_string());
                 if !failure.excerpt.is_empty() {
                     event.push_extension("knativeerrordata", &BASE64.encode(&failure.excerpt));
                 }
@@ -390,7 +392,7 @@ impl Pipeline {
                 value: value.as_deref(),
             });
         }
-        let url = self.url.to_string();
+        let url = self.target.to_string();
         let attempts = attempts.to_string();
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();

@@ -335,6 +335,11 @@ impl InProcess {
         self.running.as_ref().unwrap().state()
     }
 
+    /// The running sluice.
+    pub fn running(&self) -> &sluice::app::Running {
+        self.running.as_ref().unwrap()
+    }
+
     /// Stops sluice gracefully and returns the data directory for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(running) = self.running.take() {
