@@ -44,8 +44,14 @@ const REVOKE_WAIT: Duration = Duration::from_secs(10);
 /// someone rejoins; with more replicas than partitions the extra rejoin is a no-op.
 const REJOIN_AFTER: Duration = Duration::from_secs(20);
 
-/// Buffered bytes above which a trigger pauses its partitions.
+/// Buffered bytes above which a trigger stops taking records.
 const MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
+
+/// How long a full trigger only stops polling before it pauses its partitions. Stopping the
+/// polls keeps what librdkafka prefetched (bounded by `queued.max.messages.kbytes`), so a
+/// short stall costs nothing; pausing lets polls (and so rebalances) go on during a long
+/// one, but librdkafka drops the prefetched records and reads them again on resume.
+const PAUSE_AFTER: Duration = Duration::from_secs(5);
 
 /// A partition within one assignment: a partition revoked and assigned again gets a new
 /// generation, so late outcomes of the old assignment cannot touch the new one.
@@ -266,9 +272,6 @@ fn consumer_settings(group: &str, initial_offset: InitialOffset) -> (Settings, S
         // Bounds what librdkafka prefetches per trigger, so memory stays flat under lag.
         ("queued.max.messages.kbytes", "8192".to_owned()),
         ("session.timeout.ms", "10000".to_owned()),
-        // The embedded broker holds a fetch for the whole wait even when records are there,
-        // so a long wait caps throughput; a short one costs CPU while idle.
-        ("fetch.wait.max.ms", "100".to_owned()),
         ("heartbeat.interval.ms", "1000".to_owned()),
     ];
     (fixed, tunable)
@@ -339,7 +342,13 @@ impl Trigger {
         let mut last_error = None::<Instant>;
         let mut watch_tick = tokio::time::interval(Duration::from_secs(5));
         let mut unassigned_since = None::<Instant>;
+        let mut full_since = None::<tokio::time::Instant>;
         loop {
+            let (full, paused) = self.fullness();
+            if !full {
+                full_since = None;
+            }
+            let pause_at = *full_since.get_or_insert_with(tokio::time::Instant::now) + PAUSE_AFTER;
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -349,12 +358,16 @@ impl Trigger {
                     self.maybe_resume();
                 }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
-                message = self.consumer.recv() => match message {
+                _ = tokio::time::sleep_until(pause_at), if full && !paused => self.pause(),
+                message = self.consumer.recv(), if !full || paused => match message {
                     Ok(message) => {
                         self.accept(&message);
                         drop(message);
                         self.dispatch(&deliveries, &abandon);
-                        self.maybe_pause();
+                        if self.fullness() == (true, true) {
+                            // Partitions assigned since the pause must stop too.
+                            self.pause();
+                        }
                     }
                     Err(err) => {
                         if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
@@ -464,16 +477,17 @@ impl Trigger {
         self.max_in_flight * 8 + 4096
     }
 
-    fn maybe_pause(&self) {
-        let high = self.high_mark();
-        let mut state = self.shared.lock();
-        if state.buffered < high && state.buffered_bytes < MAX_BUFFERED_BYTES {
-            return;
-        }
-        // Also on every record past the mark: partitions assigned since the last pause
-        // must stop too.
-        state.paused = true;
-        drop(state);
+    /// Whether the trigger holds as many records as it may, and whether it is paused.
+    fn fullness(&self) -> (bool, bool) {
+        let state = self.shared.lock();
+        let full = state.buffered >= self.high_mark() || state.buffered_bytes >= MAX_BUFFERED_BYTES;
+        (full, state.paused)
+    }
+
+    /// Pauses every assigned partition.
+    fn pause(&self) {
+        self.shared.lock().paused = true;
+        debug!(trigger = %self.name, "Full for a while; pausing partitions.");
         if let Ok(assignment) = self.consumer.assignment()
             && let Err(err) = self.consumer.pause(&assignment)
         {

@@ -237,3 +237,34 @@ async fn restart_keeps_records_and_committed_offsets() {
     drop(consumer);
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fetch_is_answered_when_a_record_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "wake", 1).await;
+    // Fetches may wait over 3 minutes for records (`WAIT` is 30 s). Each record below must arrive while its
+    // fetch is still waiting, so the broker must answer on the produce, not on the wait.
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "wake")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "200000")
+        .set("socket.timeout.ms", "300000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["wake"]).unwrap();
+    produce_numbers(&bootstrap, "wake", 0..1).await;
+    assert_eq!(receive(&consumer, 1).await[0].2, "v0");
+    for n in 1..4 {
+        // Long enough for the next fetch to be waiting at the broker.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        produce_numbers(&bootstrap, "wake", n..n + 1).await;
+        assert_eq!(receive(&consumer, 1).await[0].2, format!("v{n}"));
+    }
+    tokio::task::spawn_blocking(move || drop(consumer))
+        .await
+        .unwrap();
+    broker.shutdown().await;
+}

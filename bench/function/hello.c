@@ -7,6 +7,10 @@
  *                   127.0.0.1:$PORT. Each request is answered 200 with the transformed body.
  *   hello --stdin   reads stdin and writes the transformed bytes to stdout, for `exec`.
  *
+ * With HELLO_STAMP=FILE, the server appends the wall-clock time (nanoseconds since the epoch)
+ * at which each request arrived to FILE, one line per request: the cold-start benchmark
+ * reads it.
+ *
  * Build: gcc -O2 -Wall -Wextra -pthread -o hello hello.c
  *
  * The server takes one thread per connection and keeps connections alive. It reads requests
@@ -30,9 +34,27 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 
+#include <time.h>
+
 #define MAX_HEAD (64 * 1024)
 #define MAX_BODY (64 * 1024 * 1024)
 #define READ_CHUNK (64 * 1024)
+
+/* Where arrival times go (HELLO_STAMP), or -1. */
+static int stamp_fd = -1;
+
+static void stamp(void)
+{
+    if (stamp_fd < 0)
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    char line[32];
+    int n = snprintf(line, sizeof line, "%lld\n",
+                     (long long)now.tv_sec * 1000000000LL + (long long)now.tv_nsec);
+    if (n > 0)
+        (void)!write(stamp_fd, line, (size_t)n);
+}
 
 /* The program logic: what the function does to an event's data. */
 static void transform(char *data, size_t len)
@@ -287,6 +309,7 @@ static void *serve(void *arg)
         }
 
         char *body = c.buf + body_start;
+        stamp();
         transform(body, req.content_length);
         respond(c.fd, "200 OK", req.content_type, body, req.content_length, req.keep_alive);
         if (!req.keep_alive)
@@ -360,6 +383,14 @@ int main(int argc, char **argv)
     }
 
     signal(SIGPIPE, SIG_IGN);
+    const char *stamp_path = getenv("HELLO_STAMP");
+    if (stamp_path != NULL && *stamp_path != '\0') {
+        stamp_fd = open(stamp_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (stamp_fd < 0) {
+            perror("hello: HELLO_STAMP");
+            return 1;
+        }
+    }
     int fd = listener();
     pthread_attr_t attr;
     pthread_attr_init(&attr);
