@@ -2,8 +2,7 @@
 //!
 //! - Cold start: from a record produced for a `command` function at zero to the function
 //!   receiving it, with and without `socket_activation`, next to a bare spawn-to-first-response
-//!   of the same binary and to the same path with the function already warm. Run with the
-//!   trigger's default fetch wait (100 ms) and with `fetch.wait.max.ms: 5`.
+//!   of the same binary and to the same path with the function already warm.
 //! - exec against command: delivered events/s for the same program logic (`hello --stdin`
 //!   once per event against the `hello` HTTP server).
 //!
@@ -168,16 +167,12 @@ async fn through_sluice(
     hello: &Path,
     activated: bool,
     warm: bool,
-    fetch_wait_ms: Option<u32>,
     n: usize,
 ) -> (Vec<Duration>, Option<f64>) {
     let dir = tempfile::tempdir().unwrap();
     let stamp = dir.path().join("stamps");
-    let client = fetch_wait_ms
-        .map(|ms| format!("kafka:\n  client:\n    fetch.wait.max.ms: \"{ms}\"\n"))
-        .unwrap_or_default();
     let yaml = format!(
-        "{client}\
+        "\
 topics:
   - name: cold
     partitions: 1
@@ -346,21 +341,19 @@ async fn main() {
         bare_socket,
         "",
     );
-    for fetch in [None, Some(5)] {
-        let label = match fetch {
-            None => "fetch wait 100 ms (default)".to_owned(),
-            Some(ms) => format!("fetch.wait.max.ms {ms}"),
-        };
-        let (warm, _) = through_sluice(&hello, false, true, fetch, n).await;
-        report(&format!("sluice, warm function, {label}"), warm, "");
-        for activated in [false, true] {
-            let (cold, ready) = through_sluice(&hello, activated, false, fetch, n).await;
-            let mode = if activated { "socket" } else { "port" };
-            let note = ready
-                .map(|s| format!("   (waiting → ready, mean {:.2} ms)", s * 1000.0))
-                .unwrap_or_default();
-            report(&format!("sluice, from zero ({mode}), {label}"), cold, &note);
-        }
+    let (warm, _) = through_sluice(&hello, false, true, n).await;
+    report("sluice, record produced → warm function", warm, "");
+    for activated in [false, true] {
+        let (cold, ready) = through_sluice(&hello, activated, false, n).await;
+        let mode = if activated { "socket" } else { "port" };
+        let note = ready
+            .map(|s| format!("   (waiting → ready, mean {:.2} ms)", s * 1000.0))
+            .unwrap_or_default();
+        report(
+            &format!("sluice, record produced → function at zero ({mode})"),
+            cold,
+            &note,
+        );
     }
 
     println!(
