@@ -238,7 +238,7 @@ async fn a_killed_instance_is_replaced_and_its_events_are_retried() {
         "crash",
         &log,
         "0.05",
-        "    concurrency: 4\n    max: 2\n",
+        "    concurrency: 4\n    max: 2\n    readiness_path: /ready\n",
         "    ordering: unordered\n    max_in_flight: 8\n    delivery: {backoff_delay: 50ms}\n",
     );
     let sluice = InProcess::start(&yaml).await;
@@ -624,4 +624,47 @@ triggers:
     }
     let err = common::stderr(&output);
     assert_eq!(err.matches("Function instance stopped").count(), 3, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_job_is_restarted_while_lag_remains() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().display().to_string();
+    // The first two runs fail; the third consumes.
+    let yaml = format!(
+        "\
+topics:
+  - name: jobs
+    partitions: 1
+functions:
+  fn:
+    job: [sh, -c, 'echo $SLUICE_INSTANCE >> {out}/starts; if [ $(wc -l < {out}/starts) -le 2 ]; then echo failing >&2; exit 1; fi; exec \"$SLUICE_BIN\" -b \"$KAFKA_BOOTSTRAP_SERVERS\" consume -t \"$KAFKA_TOPICS\" -g \"$KAFKA_GROUP_ID\" --from-beginning --idle-exit \"$SLUICE_IDLE_TIMEOUT\" >> {out}/consumed']
+    topics: [jobs]
+    group: jobs-group
+    idle_timeout: 1s
+    poll_interval: 100ms
+    env: {{SLUICE_BIN: {bin}}}
+",
+        bin = env!("CARGO_BIN_EXE_sluice"),
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let functions = sluice.running().functions().unwrap();
+    produce_all(&sluice.bootstrap, "jobs", records(5)).await;
+    let consumed = || {
+        std::fs::read_to_string(dir.path().join("consumed"))
+            .unwrap_or_default()
+            .lines()
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    wait_until("the third run consumes every record", WAIT, || {
+        consumed() == 5 && functions.pids("fn").is_empty()
+    })
+    .await;
+    let starts = std::fs::read_to_string(dir.path().join("starts")).unwrap();
+    assert_eq!(starts.lines().count(), 3, "{starts}");
+    let status = function_status(&sluice);
+    assert_eq!(status.cold_starts, 3);
+    assert_eq!(status.lag, Some(0));
+    sluice.stop().await;
 }

@@ -30,6 +30,15 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 local = threading.local()
+# Hits are handled on threads; print writes a line and its newline separately, so without
+# the lock two hits' lines can run into each other.
+output = threading.Lock()
+
+
+def say(line):
+    """Prints one line to stdout, whole."""
+    with output:
+        print(line, flush=True)
 
 
 def connect():
@@ -90,7 +99,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.rfile.read(length)
         key = self.headers.get("ce-key")
         if key is None:
-            print("hit without a player key: rejected", flush=True)
+            say("hit without a player key: rejected")
             body = b"a hit needs the player as its key\n"
             self.answer(400, body, {"Content-Type": "text/plain"})
             return
@@ -105,15 +114,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             hits, again = count_hit(event_id, player)
         except sqlite3.OperationalError as err:
             # The database stayed locked or could not be written: worth retrying later.
-            print(f"hit by {player}: cannot count it: {err}", flush=True)
+            say(f"hit by {player}: cannot count it: {err}")
             self.answer(503, b"", {})
             return
         seen = " (delivered before, not counted again)" if again else ""
         if hits != LIMIT + 1:
-            print(f"hit by {player}: {hits}{seen}", flush=True)
+            say(f"hit by {player}: {hits}{seen}")
             self.answer(204, None, {})
             return
-        print(f"hit by {player}: {hits}, over {LIMIT}: reported as a cheater{seen}", flush=True)
+        say(f"hit by {player}: {hits}, over {LIMIT}: reported as a cheater{seen}")
         body = json.dumps({"player": player, "hits": hits}).encode()
         self.answer(
             200,

@@ -6,6 +6,11 @@ run by hand, it listens on 8081.
 import http.server
 import os
 import sys
+import threading
+
+# Requests are handled on threads; print writes a line and its newline separately, so
+# without the lock two events' lines can run into each other.
+output = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -19,12 +24,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
             for name, value in self.headers.items()
             if name.lower().startswith("ce-")
         }
-        print(
-            f"event id={attributes.get('id')} source={attributes.get('source')} "
-            f"type={attributes.get('type')} key={attributes.get('key')} "
-            f"data={body.decode('utf-8', 'replace')}",
-            flush=True,
-        )
+        with output:
+            print(
+                f"event id={attributes.get('id')} source={attributes.get('source')} "
+                f"type={attributes.get('type')} key={attributes.get('key')} "
+                f"data={body.decode('utf-8', 'replace')}",
+                flush=True,
+            )
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
