@@ -192,6 +192,52 @@ fn a_consumer_group_resumes_after_what_it_printed() {
 }
 
 #[test]
+fn a_group_consumer_exits_when_its_broker_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, addr) = spawn_broker(dir.path());
+    let bootstrap = addr.to_string();
+    let output = run_with_input(&["-b", &bootstrap, "produce", "-t", "gone"], b"one\n");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut consumer = Daemon::spawn(
+        &[
+            "-b",
+            &bootstrap,
+            "consume",
+            "-t",
+            "gone",
+            "-g",
+            "readers",
+            "--from-beginning",
+            "--idle-exit",
+            "3s",
+        ],
+        dir.path(),
+    );
+    // Killed once the record is printed, while the consumer idles: its final commit finds
+    // no broker, and it must still exit.
+    let stdout = consumer.0.stdout.take().unwrap();
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines.send(line);
+        }
+    });
+    let line = printed.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(line.ends_with(" one"), "{line}");
+    drop(broker);
+    let output = consumer.wait(Duration::from_secs(60));
+    let err = stderr(&output);
+    assert!(!err.contains("panicked"), "{err}");
+    if !output.status.success() {
+        assert_clean_failure(&output, "cannot consume");
+    }
+}
+
+#[test]
 fn topics_create_list_and_describe() {
     let dir = tempfile::tempdir().unwrap();
     let (_broker, addr) = spawn_broker(dir.path());

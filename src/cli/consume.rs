@@ -2,20 +2,55 @@
 
 use std::{
     io::{IsTerminal, Write},
+    sync::atomic::{AtomicBool, Ordering},
     time::Duration,
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use clap::{Args, ValueEnum};
 use rdkafka::{
-    Message, Offset, TopicPartitionList,
-    consumer::{CommitMode, Consumer, StreamConsumer},
+    ClientContext, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
     message::{BorrowedMessage, Headers},
 };
 use serde_json::{Map, Value, json};
+use tracing::warn;
 
 use super::{CliError, parse_duration};
-use crate::{kafka::Kafka, shutdown};
+use crate::{
+    kafka::{ClientError, Kafka},
+    shutdown,
+};
+
+/// Notes when the group first assigns partitions. Asking librdkafka for the assignment
+/// instead can block for as long as the broker is unreachable.
+#[derive(Debug, Default)]
+struct Assignment(AtomicBool);
+
+impl ClientContext for Assignment {}
+
+impl ConsumerContext for Assignment {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance
+            && list.count() > 0
+        {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn create(
+    kafka: &Kafka,
+    extra: &[(&str, &str)],
+) -> Result<StreamConsumer<Assignment>, ClientError> {
+    let mut config = kafka.client_config();
+    for (key, value) in extra {
+        let _ = config.set(*key, *value);
+    }
+    config
+        .create_with_context(Assignment::default())
+        .map_err(ClientError::Settings)
+}
 
 /// Arguments of `sluice consume`.
 #[derive(Debug, Clone, Args)]
@@ -49,6 +84,9 @@ pub enum Format {
     Json,
 }
 
+/// How long the final commit and close may take.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// How long `--idle-exit` waits, beyond its limit, for the group to assign partitions.
 const JOIN_WAIT: Duration = Duration::from_secs(30);
 
@@ -68,14 +106,17 @@ pub async fn run(kafka: &Kafka, args: &ConsumeArgs) -> Result<(), CliError> {
     } else {
         "latest"
     };
-    let consumer: StreamConsumer = match &args.group {
+    let consumer = match &args.group {
         Some(group) => {
-            let consumer: StreamConsumer = kafka.create(&[
-                ("group.id", group),
-                ("enable.auto.commit", "true"),
-                ("enable.auto.offset.store", "false"),
-                ("auto.offset.reset", reset),
-            ])?;
+            let consumer = create(
+                kafka,
+                &[
+                    ("group.id", group),
+                    ("enable.auto.commit", "true"),
+                    ("enable.auto.offset.store", "false"),
+                    ("auto.offset.reset", reset),
+                ],
+            )?;
             consumer
                 .subscribe(&[&args.topic])
                 .map_err(|err| CliError::Failed(format!("cannot subscribe: {err}")))?;
@@ -84,11 +125,14 @@ pub async fn run(kafka: &Kafka, args: &ConsumeArgs) -> Result<(), CliError> {
         None => {
             // Without a group nothing is committed; the group id only satisfies librdkafka.
             let group = format!("sluice-consume-{}", uuid::Uuid::new_v4());
-            let consumer: StreamConsumer = kafka.create(&[
-                ("group.id", &group),
-                ("enable.auto.commit", "false"),
-                ("auto.offset.reset", reset),
-            ])?;
+            let consumer = create(
+                kafka,
+                &[
+                    ("group.id", &group),
+                    ("enable.auto.commit", "false"),
+                    ("auto.offset.reset", reset),
+                ],
+            )?;
             let start = if args.from_beginning {
                 Offset::Beginning
             } else {
@@ -122,7 +166,7 @@ pub async fn run(kafka: &Kafka, args: &ConsumeArgs) -> Result<(), CliError> {
             break Ok(());
         }
         if !assigned {
-            assigned = consumer.assignment().is_ok_and(|a| a.count() > 0);
+            assigned = consumer.context().0.load(Ordering::Acquire);
         }
         // The idle clock runs once the group has given this consumer partitions: joining a
         // busy group can take longer than the idle limit. Still without partitions after
@@ -167,9 +211,22 @@ pub async fn run(kafka: &Kafka, args: &ConsumeArgs) -> Result<(), CliError> {
         seen += 1;
     };
     let _ = out.flush();
-    if args.group.is_some() {
-        // Nothing was stored beyond what was printed, so this commits only printed records.
-        let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    drop(out);
+    // Nothing was stored beyond what was printed, so this commits only printed records.
+    // A broker that is gone must not keep the process: the commit and the close get
+    // CLOSE_WAIT, then the process exits anyway (what was not committed is read again).
+    let commit = args.group.is_some();
+    let close = tokio::task::spawn_blocking(move || {
+        if commit {
+            let _ = consumer.commit_consumer_state(CommitMode::Sync);
+        }
+        drop(consumer);
+    });
+    if tokio::time::timeout(CLOSE_WAIT, close).await.is_err() {
+        warn!(
+            wait = ?CLOSE_WAIT,
+            "The broker did not answer the final commit; exiting without it."
+        );
     }
     result
 }
