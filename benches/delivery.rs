@@ -1,7 +1,8 @@
 //! Delivery throughput: sluice's trigger against a plain hyper client sending the same
 //! requests to the same no-op function, in the same process and run.
 //!
-//! `cargo bench --bench delivery` (env `RECORDS`, default 100000). Prints events/s for each
+//! `cargo bench --bench delivery` (env `RECORDS`, default 100000; `STORAGE=memory` for the
+//! embedded broker's memory storage instead of SQLite). Prints events/s for each
 //! and the ratios the design asks for: unordered at 64 in flight (target ≥ 0.7×) and
 //! partition-ordered against one-at-a-time per partition (target ≥ 0.8×).
 
@@ -202,12 +203,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // STORAGE=memory runs the embedded broker on memory storage instead of SQLite.
+    let memory = std::env::var("STORAGE").is_ok_and(|s| s == "memory");
+    let (storage, storage_name) = if memory {
+        (Storage::Memory, "memory storage")
+    } else {
+        (Storage::Sqlite, "SQLite")
+    };
     runtime.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let broker = EmbeddedBroker::start(
             &EmbeddedConfig {
                 listen: free_local_addr().unwrap(),
-                storage: Storage::Sqlite,
+                storage,
                 default_partitions: PARTITIONS,
             },
             dir.path(),
@@ -232,7 +240,7 @@ fn main() {
         let addr = serve_noop(baseline_fn.clone()).await;
         let url = format!("http://{addr}/");
 
-        println!("records: {total} x 100 bytes, {PARTITIONS} partitions, embedded broker (SQLite)");
+        println!("records: {total} x 100 bytes, {PARTITIONS} partitions, embedded broker ({storage_name})");
         let plain = plain_client(&url, total, IN_FLIGHT).await;
         let ours = sluice_run(&bootstrap, "unordered", "unordered", total).await;
         println!(
