@@ -398,13 +398,7 @@ impl CommandPool {
                 return;
             }
         };
-        let mut env: Vec<(String, OsString)> = self
-            .spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), OsString::from(v)))
-            .collect();
-        env.push(("PORT".to_owned(), OsString::from(port.to_string())));
+        let extra = vec![("PORT".to_owned(), OsString::from(port.to_string()))];
         let activated;
         let (argv, stdin) = if self.spec.socket_activation {
             let mut argv = vec![
@@ -427,7 +421,8 @@ impl CommandPool {
             function: &self.name,
             instance: id,
             argv: &argv,
-            env,
+            env: &self.spec.env,
+            extra,
             workdir: self.spec.workdir.as_deref(),
             stdin,
             log_output: true,

@@ -85,18 +85,12 @@ impl ExecRunner {
 
     async fn run(&self, event: &Event, record: &Record, want_reply: bool) -> Attempt {
         let instance = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut env: Vec<(String, OsString)> = self
-            .spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), OsString::from(v)))
-            .collect();
-        env.extend(environment(event, record));
         let spawned = process::spawn(Spawn {
             function: &self.name,
             instance,
             argv: &self.spec.exec,
-            env,
+            env: &self.spec.env,
+            extra: environment(event, record),
             workdir: self.spec.workdir.as_deref(),
             stdin: Stdio::piped(),
             log_output: false,

@@ -203,13 +203,7 @@ impl JobRunner {
         stop: CancellationToken,
         grace: Duration,
     ) -> Result<ExitStatus, String> {
-        let mut env: Vec<(String, OsString)> = self
-            .spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), OsString::from(v)))
-            .collect();
-        env.extend([
+        let extra = vec![
             (
                 "KAFKA_BOOTSTRAP_SERVERS".to_owned(),
                 OsString::from(&self.bootstrap),
@@ -226,12 +220,13 @@ impl JobRunner {
                 "SLUICE_IDLE_TIMEOUT".to_owned(),
                 OsString::from(humantime::format_duration(self.spec.idle_timeout).to_string()),
             ),
-        ]);
+        ];
         let mut child = process::spawn(Spawn {
             function: &self.name,
             instance: id,
             argv: &self.spec.job,
-            env,
+            env: &self.spec.env,
+            extra,
             workdir: self.spec.workdir.as_deref(),
             stdin: Stdio::null(),
             log_output: true,

@@ -2,6 +2,7 @@
 //! function's name, stopped with SIGTERM and then SIGKILL, and always waited for.
 
 use std::{
+    collections::BTreeMap,
     ffi::OsString,
     io,
     path::Path,
@@ -28,8 +29,10 @@ pub struct Spawn<'a> {
     pub instance: u64,
     /// Program and arguments.
     pub argv: &'a [String],
-    /// Environment added to sluice's own.
-    pub env: Vec<(String, OsString)>,
+    /// The function's `env`, added to sluice's own environment.
+    pub env: &'a BTreeMap<String, String>,
+    /// Variables sluice sets for this run, applied last.
+    pub extra: Vec<(String, OsString)>,
     /// Working directory.
     pub workdir: Option<&'a Path>,
     /// Standard input.
@@ -59,7 +62,10 @@ pub fn spawn(spec: Spawn<'_>) -> io::Result<Child> {
     if let Ok(exe) = std::env::current_exe() {
         let _ = command.env("SLUICE_EXE", exe);
     }
-    for (name, value) in &spec.env {
+    for (name, value) in spec.env {
+        let _ = command.env(name, value);
+    }
+    for (name, value) in &spec.extra {
         let _ = command.env(name, value);
     }
     if let Some(dir) = spec.workdir {
