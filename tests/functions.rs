@@ -668,3 +668,34 @@ functions:
     assert_eq!(status.lag, Some(0));
     sluice.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_function_that_cannot_start_is_a_retried_failure_then_a_dead_letter() {
+    let yaml = "\
+topics:
+  - name: broken
+    partitions: 1
+functions:
+  fn:
+    command: [sh, -c, 'echo cannot start >&2; exit 3']
+triggers:
+  - name: t
+    topics: [broken]
+    function: fn
+    initial_offset: earliest
+    delivery: {retry: 2, backoff_delay: 10ms}
+";
+    let sluice = InProcess::start(yaml).await;
+    produce_all(&sluice.bootstrap, "broken", records(1)).await;
+    let dead = read_topic(&sluice.bootstrap, "sluice.dlq.t", 1).await;
+    let headers = header_map(&dead[0]);
+    assert_eq!(headers["knativeerrorcode"], "start");
+    assert!(
+        headers["sluice-error"].contains("exited before it was ready (exit status 3)"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["sluice-attempts"], "3");
+    assert_eq!(dead[0].payload(), Some(&b"v0"[..]));
+    assert!(sluice.running().functions().unwrap().pids("fn").is_empty());
+    sluice.stop().await;
+}
