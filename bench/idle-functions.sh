@@ -8,22 +8,7 @@ cd "$(dirname "$0")/.."
 IDLE=${IDLE:-10}
 FUNCTIONS=${FUNCTIONS:-100}
 
-cargo build --release --quiet
-BIN=$PWD/target/release/sluice
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-WORK=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill -INT $p 2>/dev/null; wait $p 2>/dev/null; done; rm -rf "$WORK"' EXIT
-
-measure() { # name pid -> prints rss MiB and CPU % of one core over $IDLE seconds
-  local name=$1 pid=$2 hz ticks0 ticks1 rss
-  hz=$(getconf CLK_TCK)
-  ticks0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  sleep "$IDLE"
-  ticks1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-  python3 -c "print(f'%-44s rss %6.1f MiB (%.2f of 40 MiB)   cpu %5.2f%% of one core' % ('$name', $rss / 1024, $rss / 1024 / 40, 100 * ($ticks1 - $ticks0) / $hz / $IDLE))"
-}
+. bench/lib.sh
 
 config() { # file with-trigger
   {
@@ -61,10 +46,10 @@ sleep 2
 children=$(pgrep -P "$alone" -c || true)
 children_trigger=$(pgrep -P "$with_trigger" -c || true)
 echo "function processes running: $children (functions alone), $children_trigger (with a trigger)"
-measure "sluice up, $FUNCTIONS functions at zero" "$alone" &
+measure "sluice up, $FUNCTIONS functions at zero" "$alone" 40 &
 m1=$!
-measure "sluice up, $FUNCTIONS functions at zero + 1 trigger" "$with_trigger" &
+measure "sluice up, $FUNCTIONS functions at zero + 1 trigger" "$with_trigger" 40 &
 m2=$!
-measure "sluice broker (baseline)" "$broker" &
+measure "sluice broker (baseline)" "$broker" 40 &
 m3=$!
 wait "$m1" "$m2" "$m3"

@@ -5,22 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 IDLE=${IDLE:-10}
 
-cargo build --release --quiet
-BIN=$PWD/target/release/sluice
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-WORK=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill -INT $p 2>/dev/null; wait $p 2>/dev/null; done; rm -rf "$WORK"' EXIT
-
-measure() { # name pid -> prints rss MiB and CPU % of one core over $IDLE seconds
-  local name=$1 pid=$2 hz ticks0 ticks1 rss
-  hz=$(getconf CLK_TCK)
-  ticks0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  sleep "$IDLE"
-  ticks1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
-  python3 -c "print(f'%-34s rss %6.1f MiB   cpu %5.2f%% of one core' % ('$name', $rss / 1024, 100 * ($ticks1 - $ticks0) / $hz / $IDLE))"
-}
+. bench/lib.sh
 
 port=$(free_port); admin=$(free_port)
 "$BIN" -c examples/quickstart/sluice.yaml up --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \

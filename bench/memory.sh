@@ -6,13 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-1000000}
 
-cargo build --release --quiet
-BIN=$PWD/target/release/sluice
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-WORK=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill -INT $p 2>/dev/null; wait $p 2>/dev/null; done; rm -rf "$WORK"' EXIT
-
+. bench/lib.sh
 bport=$(free_port); admin=$(free_port); down=$(free_port)
 "$BIN" broker --storage memory --listen "127.0.0.1:$bport" --data-dir "$WORK" >"$WORK/broker.log" 2>&1 &
 pids+=($!)

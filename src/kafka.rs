@@ -10,7 +10,7 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication},
     client::DefaultClientContext,
     config::FromClientConfig,
-    consumer::{BaseConsumer, Consumer},
+    consumer::{BaseConsumer, Consumer, ConsumerContext},
     error::{KafkaError, RDKafkaErrorCode},
     metadata::Metadata,
 };
@@ -210,47 +210,9 @@ impl Kafka {
         let consumer: BaseConsumer = self.create(&[("group.id", "sluice-metadata")])?;
         let names = names.to_vec();
         let bootstrap = self.bootstrap.clone();
-        tokio::task::spawn_blocking(move || {
-            let metadata = consumer
-                .fetch_metadata(None, METADATA_TIMEOUT)
-                .map_err(|source| ClientError::Unreachable {
-                    bootstrap: bootstrap.clone(),
-                    source,
-                })?;
-            let mut out = Vec::new();
-            for name in &names {
-                let Some(topic) = metadata
-                    .topics()
-                    .iter()
-                    .find(|t| t.name() == name && t.error().is_none())
-                else {
-                    continue;
-                };
-                let mut partitions = Vec::with_capacity(topic.partitions().len());
-                for p in topic.partitions() {
-                    let (low, high) = consumer
-                        .fetch_watermarks(name, p.id(), METADATA_TIMEOUT)
-                        .map_err(|source| ClientError::Admin {
-                            what: format!("reading watermarks of {name}/{}", p.id()),
-                            source,
-                        })?;
-                    partitions.push(PartitionInfo {
-                        partition: p.id(),
-                        leader: p.leader(),
-                        low,
-                        high,
-                    });
-                }
-                partitions.sort_by_key(|p| p.partition);
-                out.push(TopicInfo {
-                    name: name.clone(),
-                    partitions,
-                });
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|err| ClientError::Task(err.to_string()))?
+        tokio::task::spawn_blocking(move || read_topics(&consumer, &names, &bootstrap))
+            .await
+            .map_err(|err| ClientError::Task(err.to_string()))?
     }
 
     /// A topic's configuration entries, as the broker reports them.
@@ -391,28 +353,11 @@ impl OffsetsReader {
         &self,
         partitions: Vec<(String, i32)>,
     ) -> Result<BTreeMap<(String, i32), i64>, ClientError> {
-        use rdkafka::{Offset, TopicPartitionList};
         let consumer = self.consumer.clone();
         let bootstrap = self.bootstrap.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut list = TopicPartitionList::new();
-            for (topic, partition) in &partitions {
-                let _ = list.add_partition(topic, *partition);
-            }
-            let committed = consumer
-                .committed_offsets(list, METADATA_TIMEOUT)
-                .map_err(|source| ClientError::Unreachable { bootstrap, source })?;
-            Ok(committed
-                .elements()
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                    _ => None,
-                })
-                .collect())
-        })
-        .await
-        .map_err(|err| ClientError::Task(err.to_string()))?
+        tokio::task::spawn_blocking(move || read_committed(&consumer, &partitions, &bootstrap))
+            .await
+            .map_err(|err| ClientError::Task(err.to_string()))?
     }
 }
 
@@ -420,54 +365,30 @@ impl OffsetsReader {
     /// Records after the group's committed offsets in each partition of `topics` that
     /// exists; a partition without a commit counts from its low watermark.
     pub async fn lag(&self, topics: Vec<String>) -> Result<Vec<PartitionLag>, ClientError> {
-        use rdkafka::{Offset, TopicPartitionList};
         let consumer = self.consumer.clone();
         let bootstrap = self.bootstrap.clone();
         tokio::task::spawn_blocking(move || {
-            let unreachable = |source| ClientError::Unreachable {
-                bootstrap: bootstrap.clone(),
-                source,
-            };
-            let metadata = consumer
-                .fetch_metadata(None, METADATA_TIMEOUT)
-                .map_err(unreachable)?;
-            let mut list = TopicPartitionList::new();
-            let mut out = Vec::new();
-            for topic in metadata
-                .topics()
+            let topics = read_topics(&consumer, &topics, &bootstrap)?;
+            let partitions: Vec<(String, i32)> = topics
                 .iter()
-                .filter(|t| t.error().is_none() && topics.iter().any(|n| n == t.name()))
-            {
-                for p in topic.partitions() {
-                    let (low, high) = consumer
-                        .fetch_watermarks(topic.name(), p.id(), METADATA_TIMEOUT)
-                        .map_err(unreachable)?;
-                    let _ = list.add_partition(topic.name(), p.id());
-                    out.push(PartitionLag {
-                        topic: topic.name().to_owned(),
-                        partition: p.id(),
-                        low,
-                        high,
-                        committed: None,
-                    });
-                }
+                .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
+                .collect();
+            if partitions.is_empty() {
+                return Ok(Vec::new());
             }
-            if out.is_empty() {
-                return Ok(out);
-            }
-            let committed = consumer
-                .committed_offsets(list, METADATA_TIMEOUT)
-                .map_err(unreachable)?;
-            for element in committed.elements() {
-                if let Offset::Offset(offset) = element.offset()
-                    && let Some(p) = out
-                        .iter_mut()
-                        .find(|p| p.partition == element.partition() && p.topic == element.topic())
-                {
-                    p.committed = Some(offset);
-                }
-            }
-            Ok(out)
+            let committed = read_committed(&consumer, &partitions, &bootstrap)?;
+            Ok(topics
+                .iter()
+                .flat_map(|t| {
+                    t.partitions.iter().map(|p| PartitionLag {
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        low: p.low,
+                        high: p.high,
+                        committed: committed.get(&(t.name.clone(), p.partition)).copied(),
+                    })
+                })
+                .collect())
         })
         .await
         .map_err(|err| ClientError::Task(err.to_string()))?
@@ -497,4 +418,78 @@ impl Kafka {
         let _ = tokio::task::spawn_blocking(move || drop(reader)).await;
         result
     }
+}
+
+/// Each named topic that exists, with its partitions' watermarks, in the order given.
+/// Blocking.
+fn read_topics<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    names: &[String],
+    bootstrap: &str,
+) -> Result<Vec<TopicInfo>, ClientError> {
+    let metadata = consumer
+        .fetch_metadata(None, METADATA_TIMEOUT)
+        .map_err(|source| ClientError::Unreachable {
+            bootstrap: bootstrap.to_owned(),
+            source,
+        })?;
+    let mut out = Vec::new();
+    for name in names {
+        let Some(topic) = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none())
+        else {
+            continue;
+        };
+        let mut partitions = Vec::with_capacity(topic.partitions().len());
+        for p in topic.partitions() {
+            let (low, high) = consumer
+                .fetch_watermarks(name, p.id(), METADATA_TIMEOUT)
+                .map_err(|source| ClientError::Admin {
+                    what: format!("reading watermarks of {name}/{}", p.id()),
+                    source,
+                })?;
+            partitions.push(PartitionInfo {
+                partition: p.id(),
+                leader: p.leader(),
+                low,
+                high,
+            });
+        }
+        partitions.sort_by_key(|p| p.partition);
+        out.push(TopicInfo {
+            name: name.clone(),
+            partitions,
+        });
+    }
+    Ok(out)
+}
+
+/// A group's committed offsets for `partitions`; partitions without a commit are left out.
+/// Blocking.
+fn read_committed<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &[(String, i32)],
+    bootstrap: &str,
+) -> Result<BTreeMap<(String, i32), i64>, ClientError> {
+    use rdkafka::{Offset, TopicPartitionList};
+    let mut list = TopicPartitionList::new();
+    for (topic, partition) in partitions {
+        let _ = list.add_partition(topic, *partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, METADATA_TIMEOUT)
+        .map_err(|source| ClientError::Unreachable {
+            bootstrap: bootstrap.to_owned(),
+            source,
+        })?;
+    Ok(committed
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+            _ => None,
+        })
+        .collect())
 }

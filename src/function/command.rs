@@ -398,9 +398,13 @@ impl CommandPool {
                 return;
             }
         };
+        let Ok(url) = format!("http://127.0.0.1:{port}/").parse::<Uri>() else {
+            self.start_failed(id, format!("no URL for port {port}"));
+            return;
+        };
         let extra = vec![("PORT".to_owned(), OsString::from(port.to_string()))];
-        let activated;
-        let (argv, stdin) = if self.spec.socket_activation {
+        let activated = self.spec.socket_activation;
+        let (argv, stdin) = if activated {
             let mut argv = vec![
                 "/bin/sh".to_owned(),
                 "-c".to_owned(),
@@ -408,13 +412,11 @@ impl CommandPool {
                 "sh".to_owned(),
             ];
             argv.extend(self.spec.command.iter().cloned());
-            activated = true;
             (argv, Stdio::from(OwnedFd::from(listener)))
         } else {
             // The port is free again for the program to bind; nothing else in sluice binds
             // port 0 addresses for long, so the race is with other programs only.
             drop(listener);
-            activated = false;
             (self.spec.command.clone(), Stdio::null())
         };
         let spawned = process::spawn(Spawn {
@@ -438,10 +440,6 @@ impl CommandPool {
             }
         };
         let pid = child.id();
-        let url: Uri = match format!("http://127.0.0.1:{port}/").parse() {
-            Ok(url) => url,
-            Err(_) => return,
-        };
         self.update(id, |i| i.pid = pid);
 
         let ready = tokio::select! {

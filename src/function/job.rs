@@ -126,24 +126,19 @@ impl JobRunner {
                 Some(done) = instances.join_next() => {
                     let Ok((id, status)) = done else { continue };
                     self.forget(id, instances.len());
-                    match status {
+                    let why = match status {
                         Ok(status) if status.success() => {
                             failures = 0;
                             info!(function = %self.name, instance = id, "Job finished.");
+                            continue;
                         }
-                        Ok(status) => {
-                            failures += 1;
-                            let wait = backoff(failures);
-                            not_before = Instant::now() + wait;
-                            warn!(function = %self.name, instance = id, status = %process::describe(status), restart_in = ?wait, "Job failed; it is started again while lag remains.");
-                        }
-                        Err(why) => {
-                            failures += 1;
-                            let wait = backoff(failures);
-                            not_before = Instant::now() + wait;
-                            warn!(function = %self.name, instance = id, error = %why, restart_in = ?wait, "Job could not be started.");
-                        }
-                    }
+                        Ok(status) => process::describe(status),
+                        Err(why) => why,
+                    };
+                    failures += 1;
+                    let wait = backoff(failures);
+                    not_before = Instant::now() + wait;
+                    warn!(function = %self.name, instance = id, error = %why, restart_in = ?wait, "Job failed; it is started again while lag remains.");
                     continue;
                 }
                 _ = tick.tick() => {}
