@@ -108,23 +108,28 @@ pub fn from_record(record: &Record, settings: &EventSettings) -> Event {
         Some(source) => source.clone(),
         None => format!("/sluice/{}#{}", settings.trigger, record.topic),
     };
-    let event_type = settings.event_type.as_deref().unwrap_or(KAFKA_EVENT_TYPE);
-    push_text(&mut headers, "ce-specversion", "1.0");
-    push_text(&mut headers, "ce-id", &id);
-    push_text(&mut headers, "ce-source", &source);
-    push_text(&mut headers, "ce-type", event_type);
-    push_text(
+    let name = HeaderName::from_static;
+    headers.push((name("ce-specversion"), HeaderValue::from_static("1.0")));
+    push_owned(&mut headers, name("ce-id"), id.clone());
+    push_owned(&mut headers, name("ce-source"), source);
+    match &settings.event_type {
+        Some(event_type) => push_owned(&mut headers, name("ce-type"), event_type.clone()),
+        None => headers.push((name("ce-type"), HeaderValue::from_static(KAFKA_EVENT_TYPE))),
+    }
+    push_owned(
         &mut headers,
-        "ce-subject",
-        &format!("partition:{}#{}", record.partition, record.offset),
+        name("ce-subject"),
+        format!("partition:{}#{}", record.partition, record.offset),
     );
     if let Some(time) = record.timestamp.and_then(rfc3339_millis) {
-        push_text(&mut headers, "ce-time", &time);
+        push_owned(&mut headers, name("ce-time"), time);
     }
     if let Some(key) = &record.key {
         let value = attribute_value(key, "key", &mut encoded);
-        push_encoded(&mut headers, "ce-key", value.clone());
-        push_encoded(&mut headers, "ce-partitionkey", value);
+        if let Ok(value) = HeaderValue::try_from(value) {
+            headers.push((name("ce-key"), value.clone()));
+            headers.push((name("ce-partitionkey"), value));
+        }
     }
     for (name, value) in &record.headers {
         let Some(value) = value else { continue };
@@ -135,16 +140,14 @@ pub fn from_record(record: &Record, settings: &EventSettings) -> Event {
         let value = attribute_value(value, &attribute, &mut encoded);
         push_encoded(&mut headers, &format!("ce-{attribute}"), value);
     }
-    push_text(
-        &mut headers,
-        "ce-knativekafkapartition",
-        &record.partition.to_string(),
-    );
-    push_text(
-        &mut headers,
-        "ce-knativekafkaoffset",
-        &record.offset.to_string(),
-    );
+    headers.push((
+        name("ce-knativekafkapartition"),
+        HeaderValue::from(record.partition),
+    ));
+    headers.push((
+        name("ce-knativekafkaoffset"),
+        HeaderValue::from(record.offset),
+    ));
     if !encoded.is_empty() {
         push_text(
             &mut headers,
@@ -266,6 +269,18 @@ fn push_text(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: &s
     push_encoded(headers, name, percent_encode(value.as_bytes()));
 }
 
+/// Adds text under a fixed name; the text is kept as it is when it needs no escapes.
+fn push_owned(headers: &mut Vec<(HeaderName, HeaderValue)>, name: HeaderName, text: String) {
+    let text = if text.bytes().all(is_plain) {
+        text
+    } else {
+        percent_encode(text.as_bytes())
+    };
+    if let Ok(value) = HeaderValue::try_from(text) {
+        headers.push((name, value));
+    }
+}
+
 fn push_encoded(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: String) {
     // Both are built from checked characters: lower-case names and percent-encoded ASCII.
     if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
@@ -278,7 +293,7 @@ fn push_encoded(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value:
 pub fn percent_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
-        if (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%' {
+        if is_plain(b) {
             out.push(b as char);
         } else {
             let _ = write!(out, "%{b:02X}");
@@ -305,6 +320,11 @@ pub fn percent_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A byte that stands for itself in a header value: printable ASCII but `"` and `%`.
+fn is_plain(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%'
 }
 
 fn hex(b: u8) -> Option<u8> {

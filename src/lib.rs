@@ -28,3 +28,8 @@ pub mod kafka;
 pub mod metrics;
 pub mod shutdown;
 pub mod trigger;
+
+/// jemalloc: thread caches that take frees from other threads without contention. Records are
+/// copied on one worker and freed on whichever finishes their delivery.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -1,8 +1,9 @@
 //! A trigger at run time: its consumer group, the ordering lanes, the delivery tasks and the
 //! offset watermark that decides what is committed.
 //!
-//! One task per trigger polls the consumer and starts deliveries; each delivery runs in a task
-//! of its own and reports its outcome into the shared [`State`]. The rebalance callback reads
+//! One task per trigger polls the consumer and starts deliveries. A delivery task reports its
+//! record's outcome into the shared [`State`] and goes on with the next record that may start,
+//! so a busy trigger needs no new task and no wake-up per record. The rebalance callback reads
 //! the same state, so it can stop revoked partitions, wait for their deliveries and commit.
 
 mod lanes;
@@ -86,6 +87,34 @@ struct State {
     buffered_bytes: usize,
     next_generation: u64,
     paused: bool,
+    /// Revokes waiting on [`Shared::outcome`]; outcomes signal it only when there are some.
+    revoking: usize,
+    /// Draining for shutdown: nothing new starts.
+    stopping: bool,
+    /// Took as many records as it may; stays set until a quarter of them is done, so the
+    /// poller takes records in runs rather than one per finished delivery.
+    full: bool,
+}
+
+impl State {
+    /// Updates and returns [`State::full`] for the trigger's `high_mark`.
+    fn fullness(&mut self, high_mark: usize) -> bool {
+        if self.buffered >= high_mark || self.buffered_bytes >= MAX_BUFFERED_BYTES {
+            self.full = true;
+        } else if self.buffered <= high_mark - high_mark / 4
+            && self.buffered_bytes <= MAX_BUFFERED_BYTES - MAX_BUFFERED_BYTES / 4
+        {
+            self.full = false;
+        }
+        self.full
+    }
+
+    /// Whether a paused trigger has drained enough to resume.
+    fn may_resume(&self, high_mark: usize) -> bool {
+        self.paused
+            && self.buffered <= high_mark / 2
+            && self.buffered_bytes <= MAX_BUFFERED_BYTES / 2
+    }
 }
 
 #[derive(Debug, Default)]
@@ -170,6 +199,7 @@ fn revoke(shared: &Shared, revoked: &[(String, i32)], wait: Duration) -> TopicPa
     state.buffered -= dropped.len();
     state.buffered_bytes -= dropped.iter().map(|w| w.size).sum::<usize>();
     let deadline = Instant::now() + wait;
+    state.revoking += 1;
     loop {
         let busy = state
             .partitions
@@ -185,6 +215,7 @@ fn revoke(shared: &Shared, revoked: &[(String, i32)], wait: Duration) -> TopicPa
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
+    state.revoking -= 1;
     let mut commit = TopicPartitionList::new();
     state.partitions.retain(|(topic, partition), s| {
         if !is_revoked(topic, *partition) {
@@ -271,6 +302,10 @@ fn consumer_settings(group: &str, initial_offset: InitialOffset) -> (Settings, S
         ),
         // Bounds what librdkafka prefetches per trigger, so memory stays flat under lag.
         ("queued.max.messages.kbytes", "8192".to_owned()),
+        // Small per-partition shares of a fetch interleave the partitions in the consumer's
+        // queue, so a full trigger holds records of every partition and each ordered lane
+        // has work; with librdkafka's 1 MiB one partition's run could fill the trigger.
+        ("max.partition.fetch.bytes", "65536".to_owned()),
         ("session.timeout.ms", "10000".to_owned()),
         ("heartbeat.interval.ms", "1000".to_owned()),
     ];
@@ -446,28 +481,22 @@ impl Trigger {
     /// Starts deliveries while there is room.
     fn dispatch(&self, deliveries: &TaskTracker, abandon: &CancellationToken) {
         loop {
-            let (lane, work) = {
-                let mut state = self.shared.lock();
-                if state.in_flight >= self.max_in_flight {
-                    return;
-                }
-                let Some((lane, work)) = state.lanes.next() else {
-                    return;
-                };
-                state.in_flight += 1;
-                let key = (work.slot.topic.clone(), work.slot.partition);
-                if let Some(p) = state.partitions.get_mut(&key) {
-                    p.offsets.in_flight += 1;
-                }
-                (lane, work)
+            let Some(first) = take(&mut self.shared.lock(), self.max_in_flight) else {
+                return;
             };
             self.pipeline.metrics.in_flight.inc();
             let (shared, pipeline, abandon) =
                 (self.shared.clone(), self.pipeline.clone(), abandon.clone());
+            let (max_in_flight, high_mark) = (self.max_in_flight, self.high_mark());
             drop(deliveries.spawn(async move {
-                let outcome = pipeline.run(&work.record, &abandon).await;
-                pipeline.metrics.in_flight.dec();
-                finish(&shared, &lane, &work, outcome);
+                let mut next = Some(first);
+                while let Some((lane, work)) = next {
+                    let outcome = pipeline.run(&work.record, &abandon).await;
+                    next = finish(&shared, &lane, &work, outcome, max_in_flight, high_mark);
+                    if next.is_none() {
+                        pipeline.metrics.in_flight.dec();
+                    }
+                }
             }));
         }
     }
@@ -479,9 +508,8 @@ impl Trigger {
 
     /// Whether the trigger holds as many records as it may, and whether it is paused.
     fn fullness(&self) -> (bool, bool) {
-        let state = self.shared.lock();
-        let full = state.buffered >= self.high_mark() || state.buffered_bytes >= MAX_BUFFERED_BYTES;
-        (full, state.paused)
+        let mut state = self.shared.lock();
+        (state.fullness(self.high_mark()), state.paused)
     }
 
     /// Pauses every assigned partition.
@@ -496,9 +524,8 @@ impl Trigger {
     }
 
     fn maybe_resume(&self) {
-        let low = self.high_mark() / 2;
         let mut state = self.shared.lock();
-        if !state.paused || state.buffered > low || state.buffered_bytes > MAX_BUFFERED_BYTES / 2 {
+        if !state.may_resume(self.high_mark()) {
             return;
         }
         state.paused = false;
@@ -541,7 +568,11 @@ impl Trigger {
             let _ = self.consumer.pause(&assignment);
         }
         deliveries.close();
-        let waiting = self.shared.lock().in_flight;
+        let waiting = {
+            let mut state = self.shared.lock();
+            state.stopping = true;
+            state.in_flight
+        };
         if waiting > 0 {
             info!(trigger = %self.name, in_flight = waiting, "Waiting for deliveries to finish.");
         }
@@ -586,10 +617,35 @@ impl Trigger {
     }
 }
 
-/// Records a delivery's outcome in the shared state and wakes whoever waits for it.
-fn finish(shared: &Shared, lane: &Lane<Slot>, work: &Work, outcome: Option<Final>) {
-    {
+/// The next record that may start, marked in flight; `None` when none may start now.
+fn take(state: &mut State, max_in_flight: usize) -> Option<(Lane<Slot>, Work)> {
+    if state.stopping || state.in_flight >= max_in_flight {
+        return None;
+    }
+    let (lane, work) = state.lanes.next()?;
+    state.in_flight += 1;
+    let key = (work.slot.topic.clone(), work.slot.partition);
+    if let Some(p) = state.partitions.get_mut(&key) {
+        p.offsets.in_flight += 1;
+    }
+    Some((lane, work))
+}
+
+/// Records a delivery's outcome in the shared state, wakes whoever waits for it, and takes
+/// the next record that may start, for the same task to deliver. The poller is woken when
+/// this task stops, when a full trigger may take records again, and when a paused one may
+/// resume.
+fn finish(
+    shared: &Shared,
+    lane: &Lane<Slot>,
+    work: &Work,
+    outcome: Option<Final>,
+    max_in_flight: usize,
+    high_mark: usize,
+) -> Option<(Lane<Slot>, Work)> {
+    let (next, revoking, refill) = {
         let mut state = shared.lock();
+        let was_full = state.full;
         state.in_flight -= 1;
         state.buffered -= 1;
         state.buffered_bytes -= work.size;
@@ -603,9 +659,17 @@ fn finish(shared: &Shared, lane: &Lane<Slot>, work: &Work, outcome: Option<Final
             }
         }
         state.lanes.release(lane);
+        let next = take(&mut state, max_in_flight);
+        let refill = (was_full && !state.fullness(high_mark)) || state.may_resume(high_mark);
+        (next, state.revoking > 0, refill)
+    };
+    if revoking {
+        shared.outcome.notify_all();
     }
-    shared.outcome.notify_all();
-    shared.wake.notify_one();
+    if next.is_none() || refill {
+        shared.wake.notify_one();
+    }
+    next
 }
 
 /// Copies a consumed message out of librdkafka's buffers.

@@ -104,6 +104,87 @@ async fn keys_headers_and_binary_values_round_trip() {
     broker.shutdown().await;
 }
 
+/// Record `n`'s headers: none for every third, else `n % 4 + 1` of them, named in an order
+/// that is not alphabetical so a reordering shows.
+fn numbered_headers(n: u32) -> Vec<(String, String)> {
+    if n % 3 == 0 {
+        return Vec::new();
+    }
+    (0..n % 4 + 1)
+        .map(|i| (format!("h{}", 9 - i), format!("{n}-{i}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_gets_its_own_headers_back_in_order() {
+    const COUNT: u32 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "headed", 2).await;
+
+    let producer = producer(&bootstrap);
+    let mut pending = Vec::new();
+    for n in 0..COUNT {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in numbered_headers(n) {
+            headers = headers.insert(Header {
+                key: &name,
+                value: Some(&value),
+            });
+        }
+        let key = n.to_string();
+        let record = FutureRecord::to("headed")
+            .key(&key)
+            .payload("x")
+            .headers(headers);
+        pending.push(
+            producer
+                .send_result(record)
+                .map_err(|(err, _)| err)
+                .unwrap(),
+        );
+        if pending.len() == 500 {
+            for sent in pending.drain(..) {
+                sent.await.unwrap().unwrap();
+            }
+        }
+    }
+    for sent in pending {
+        sent.await.unwrap().unwrap();
+    }
+
+    let consumer = group_consumer(&bootstrap, "headed-reader", "headed");
+    let mut seen = BTreeSet::new();
+    while seen.len() < COUNT as usize {
+        let message = tokio::time::timeout(WAIT, consumer.recv())
+            .await
+            .expect("records arrive in time")
+            .unwrap();
+        let n: u32 = std::str::from_utf8(message.key().unwrap())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let got: Vec<(String, String)> = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        let value = String::from_utf8(h.value.unwrap().to_vec()).unwrap();
+                        (h.key.to_owned(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(got, numbered_headers(n), "headers of record {n}");
+        let _ = seen.insert(n);
+    }
+    tokio::task::spawn_blocking(move || drop(consumer))
+        .await
+        .unwrap();
+    broker.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commits_and_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();

@@ -1304,6 +1304,7 @@ static DDL: LazyLock<Cache> = LazyLock::new(|| {
             include_sql!("ddl/040-consumer-offset.sql"),
         ),
         ("040-header.sql", include_sql!("ddl/040-header.sql")),
+        ("041-header-index.sql", include_sql!("ddl/041-header-index.sql")),
         (
             "040-producer-detail.sql",
             include_sql!("ddl/040-producer-detail.sql"),
@@ -2349,231 +2350,176 @@ impl Storage for Delegate {
 
         let mut records = c
             .query(
-                "record_fetch.sql",
+                "record_scan.sql",
                 (
                     self.cluster.as_str(),
                     topition.topic(),
                     topition.partition(),
                     offset,
-                    (max_bytes as i64),
                     high_watermark,
                 ),
             )
             .await
             .inspect_err(|err| error!(?err))?;
 
-        let mut batches = vec![];
+        // The rows first, so the headers of all of them are read with one query (0.6.0 ran
+        // a query per record, each a scan of the whole header table).
+        struct Row {
+            offset: i64,
+            attributes: i16,
+            timestamp: i64,
+            key: Option<Bytes>,
+            value: Option<Bytes>,
+            producer_id: i64,
+            producer_epoch: i16,
+            headers: Vec<Header>,
+        }
 
-        if let Some(row) = records.next().await? {
-            let offset_delta = 0;
-            let timestamp_delta = 0;
-
-            let record_builder = {
-                let mut record_builder = Record::builder()
-                    .offset_delta(offset_delta)
-                    .timestamp_delta(timestamp_delta)
-                    .key(
-                        row.get::<Option<Vec<u8>>>(3)
-                            .map(|o| o.map(Bytes::from))
-                            .inspect(|k| debug!(?k))
-                            .inspect_err(|err| error!(?err))?,
-                    )
-                    .value(
-                        row.get::<Option<Vec<u8>>>(4)
-                            .map(|o| o.map(Bytes::from))
-                            .inspect(|v| debug!(?v))
-                            .inspect_err(|err| error!(?err))?,
-                    );
-
-                let mut headers = c
-                    .query(
-                        "header_fetch.sql",
-                        (
-                            self.cluster.as_str(),
-                            topition.topic(),
-                            topition.partition(),
-                            offset,
-                        ),
-                    )
-                    .await?;
-
-                while let Some(header) = headers.next().await? {
-                    let mut header_builder = Header::builder();
-
-                    if let Some(k) = header
-                        .get::<Option<Vec<u8>>>(0)
-                        .inspect_err(|err| error!(?err))?
-                    {
-                        header_builder = header_builder.key(Bytes::from(k));
-                    }
-
-                    if let Some(v) = header
-                        .get::<Option<Vec<u8>>>(1)
-                        .inspect_err(|err| error!(?err))?
-                    {
-                        header_builder = header_builder.value(Bytes::from(v));
-                    }
-
-                    record_builder = record_builder.header(header_builder);
-                }
-
-                record_builder
+        // Rows while the running size of their keys and values stays under `max_bytes`.
+        let mut rows = vec![];
+        let mut bytes = 0i64;
+        while let Some(row) = records.next().await? {
+            let size = |i| {
+                row.get_value(i)
+                    .map(|value| match value {
+                        Value::Blob(b) => b.len() as i64,
+                        Value::Text(t) => t.len() as i64,
+                        _ => 0,
+                    })
+                    .unwrap_or(0)
             };
-
-            let mut batch_builder = inflated::Batch::builder()
-                .base_offset(
-                    row.get::<i64>(0)
-                        .inspect(|base_offset| debug!(base_offset))
-                        .inspect_err(|err| error!(?err))?,
-                )
-                .attributes(
-                    row.get::<Option<i32>>(1)
-                        .map(|attributes| attributes.unwrap_or(0))
-                        .inspect_err(|err| error!(?err))? as i16,
-                )
-                .base_timestamp(
-                    row.get_value(2)
-                        .map_err(Error::from)
-                        .and_then(LiteTimestamp::try_from)
-                        .and_then(|system_time| to_timestamp(&system_time.0).map_err(Into::into))
-                        .inspect_err(|err| error!(?err))?,
-                )
-                .producer_id(
-                    row.get::<Option<i64>>(6)
-                        .map(|producer_id| producer_id.unwrap_or(-1))
-                        .inspect_err(|err| error!(?err))?,
-                )
-                .producer_epoch(
-                    row.get::<Option<i32>>(7)
-                        .map(|producer_epoch| producer_epoch.unwrap_or(-1))
-                        .inspect_err(|err| error!(?err))? as i16,
-                )
-                .record(record_builder)
-                .last_offset_delta(offset_delta);
-
-            while let Some(row) = records.next().await? {
-                let attributes = row
+            bytes += size(3) + size(4);
+            if bytes >= i64::from(max_bytes) {
+                break;
+            }
+            rows.push(Row {
+                offset: row.get::<i64>(0).inspect_err(|err| error!(?err))?,
+                attributes: row
                     .get::<Option<i32>>(1)
                     .map(|attributes| attributes.unwrap_or(0))
-                    .inspect_err(|err| error!(?err))? as i16;
-
-                let producer_id = row
-                    .get::<Option<i64>>(6)
-                    .map(|producer_id| producer_id.unwrap_or(-1))
-                    .inspect_err(|err| error!(?err))?;
-                let producer_epoch = row
-                    .get::<Option<i32>>(7)
-                    .map(|producer_epoch| producer_epoch.unwrap_or(-1))
-                    .inspect_err(|err| error!(?err))? as i16;
-
-                if batch_builder.attributes != attributes
-                    || batch_builder.producer_id != producer_id
-                    || batch_builder.producer_epoch != producer_epoch
-                {
-                    batches.push(batch_builder.build().and_then(TryInto::try_into)?);
-
-                    batch_builder = inflated::Batch::builder()
-                        .base_offset(
-                            row.get::<i64>(0)
-                                .inspect(|base_offset| debug!(base_offset))
-                                .inspect_err(|err| error!(?err))?,
-                        )
-                        .base_timestamp(
-                            row.get_value(2)
-                                .map_err(Error::from)
-                                .and_then(LiteTimestamp::try_from)
-                                .and_then(|system_time| {
-                                    to_timestamp(&system_time.0).map_err(Into::into)
-                                })
-                                .inspect_err(|err| error!(?err))?,
-                        )
-                        .attributes(attributes)
-                        .producer_id(producer_id)
-                        .producer_epoch(producer_epoch);
-                }
-
-                let offset = row
-                    .get::<i64>(0)
-                    .inspect(|offset| debug!(offset))
-                    .inspect_err(|err| error!(?err))?;
-                let offset_delta = i32::try_from(offset - batch_builder.base_offset)?;
-
-                let timestamp_delta = row
+                    .inspect_err(|err| error!(?err))? as i16,
+                timestamp: row
                     .get_value(2)
                     .map_err(Error::from)
                     .and_then(LiteTimestamp::try_from)
-                    .and_then(|system_time| {
-                        to_timestamp(&system_time.0)
-                            .map(|timestamp| timestamp - batch_builder.base_timestamp)
-                            .map_err(Into::into)
-                    })
-                    .inspect(|timestamp| debug!(?timestamp))
-                    .inspect_err(|err| error!(?err))?;
+                    .and_then(|system_time| to_timestamp(&system_time.0).map_err(Into::into))
+                    .inspect_err(|err| error!(?err))?,
+                key: row
+                    .get::<Option<Vec<u8>>>(3)
+                    .map(|o| o.map(Bytes::from))
+                    .inspect_err(|err| error!(?err))?,
+                value: row
+                    .get::<Option<Vec<u8>>>(4)
+                    .map(|o| o.map(Bytes::from))
+                    .inspect_err(|err| error!(?err))?,
+                producer_id: row
+                    .get::<Option<i64>>(6)
+                    .map(|producer_id| producer_id.unwrap_or(-1))
+                    .inspect_err(|err| error!(?err))?,
+                producer_epoch: row
+                    .get::<Option<i32>>(7)
+                    .map(|producer_epoch| producer_epoch.unwrap_or(-1))
+                    .inspect_err(|err| error!(?err))? as i16,
+                headers: vec![],
+            });
+        }
 
-                let record_builder = {
-                    let mut record_builder = Record::builder()
-                        .offset_delta(offset_delta)
-                        .timestamp_delta(timestamp_delta)
-                        .key(
-                            row.get::<Option<Vec<u8>>>(3)
-                                .map(|o| o.map(Bytes::from))
-                                .inspect(|k| debug!(?k))
-                                .inspect_err(|err| error!(?err))?,
-                        )
-                        .value(
-                            row.get::<Option<Vec<u8>>>(4)
-                                .map(|o| o.map(Bytes::from))
-                                .inspect(|v| debug!(?v))
-                                .inspect_err(|err| error!(?err))?,
-                        );
+        if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+            let (first, last) = (first.offset, last.offset);
+            let mut headers = c
+                .query(
+                    "header_fetch_range.sql",
+                    (
+                        self.cluster.as_str(),
+                        topition.topic(),
+                        topition.partition(),
+                        first,
+                        last,
+                    ),
+                )
+                .await?;
 
-                    let mut headers = c
-                        .query(
-                            "header_fetch.sql",
-                            (
-                                self.cluster.as_str(),
-                                topition.topic(),
-                                topition.partition(),
-                                offset,
-                            ),
-                        )
-                        .await?;
-
-                    while let Some(header) = headers.next().await? {
-                        let mut header_builder = Header::builder();
-
-                        if let Some(k) = header
-                            .get::<Option<Vec<u8>>>(0)
-                            .inspect_err(|err| error!(?err))?
-                        {
-                            header_builder = header_builder.key(Bytes::from(k));
-                        }
-
-                        if let Some(v) = header
-                            .get::<Option<Vec<u8>>>(1)
-                            .inspect_err(|err| error!(?err))?
-                        {
-                            header_builder = header_builder.value(Bytes::from(v));
-                        }
-
-                        record_builder = record_builder.header(header_builder);
-                    }
-
-                    record_builder
+            let mut i = 0;
+            while let Some(header) = headers.next().await? {
+                let offset = header.get::<i64>(0).inspect_err(|err| error!(?err))?;
+                while i < rows.len() && rows[i].offset < offset {
+                    i += 1;
+                }
+                let Some(row) = rows.get_mut(i).filter(|row| row.offset == offset) else {
+                    continue;
                 };
 
-                batch_builder = batch_builder
-                    .record(record_builder)
-                    .last_offset_delta(offset_delta);
+                let mut header_builder = Header::builder();
+
+                if let Some(k) = header
+                    .get::<Option<Vec<u8>>>(1)
+                    .inspect_err(|err| error!(?err))?
+                {
+                    header_builder = header_builder.key(Bytes::from(k));
+                }
+
+                if let Some(v) = header
+                    .get::<Option<Vec<u8>>>(2)
+                    .inspect_err(|err| error!(?err))?
+                {
+                    header_builder = header_builder.value(Bytes::from(v));
+                }
+
+                row.headers.push(header_builder.into());
+            }
+        }
+
+        let mut batches = vec![];
+        let mut batch_builder = None::<inflated::Builder>;
+
+        for row in rows {
+            let builder = match batch_builder.take() {
+                Some(builder)
+                    if builder.attributes == row.attributes
+                        && builder.producer_id == row.producer_id
+                        && builder.producer_epoch == row.producer_epoch =>
+                {
+                    builder
+                }
+                previous => {
+                    if let Some(previous) = previous {
+                        batches.push(previous.build().and_then(TryInto::try_into)?);
+                    }
+                    inflated::Batch::builder()
+                        .base_offset(row.offset)
+                        .base_timestamp(row.timestamp)
+                        .attributes(row.attributes)
+                        .producer_id(row.producer_id)
+                        .producer_epoch(row.producer_epoch)
+                }
+            };
+
+            let offset_delta = i32::try_from(row.offset - builder.base_offset)?;
+            let timestamp_delta = row.timestamp - builder.base_timestamp;
+
+            let mut record_builder = Record::builder()
+                .offset_delta(offset_delta)
+                .timestamp_delta(timestamp_delta)
+                .key(row.key)
+                .value(row.value);
+            for header in row.headers {
+                record_builder = record_builder.header(header.into());
             }
 
-            batches.push(batch_builder.build().and_then(TryInto::try_into)?);
-        } else {
-            batches.push(
+            batch_builder = Some(
+                builder
+                    .record(record_builder)
+                    .last_offset_delta(offset_delta),
+            );
+        }
+
+        match batch_builder {
+            Some(builder) => batches.push(builder.build().and_then(TryInto::try_into)?),
+            None => batches.push(
                 inflated::Batch::builder()
                     .build()
                     .and_then(TryInto::try_into)?,
-            );
+            ),
         }
 
         Ok(batches).inspect(|_| {

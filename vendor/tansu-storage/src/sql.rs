@@ -124,6 +124,10 @@ pub(crate) static SQL: LazyLock<Cache> = LazyLock::new(|| {
             include_sql!("sql/header_delete_by_topic.sql"),
         ),
         ("header_fetch.sql", include_sql!("sql/header_fetch.sql")),
+        (
+            "header_fetch_range.sql",
+            include_sql!("sql/header_fetch_range.sql"),
+        ),
         ("header_insert.sql", include_sql!("sql/header_insert.sql")),
         (
             "list_earliest_offset.sql",
@@ -191,6 +195,7 @@ pub(crate) static SQL: LazyLock<Cache> = LazyLock::new(|| {
             include_sql!("sql/record_delete_by_topic.sql"),
         ),
         ("record_fetch.sql", include_sql!("sql/record_fetch.sql")),
+        ("record_scan.sql", include_sql!("sql/record_scan.sql")),
         ("record_fetch_pg.sql", include_sql!("pg/record_fetch.sql")),
         ("record_insert.sql", include_sql!("sql/record_insert.sql")),
         (
