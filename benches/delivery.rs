@@ -179,6 +179,7 @@ async fn sluice_run(bootstrap: &str, topic: &str, ordering: &str, total: u64) ->
         "\
 kafka:
   bootstrap_servers: \"{bootstrap}\"
+  client: {{{client}}}
 admin:
   listen: \"{admin}\"
 triggers:
@@ -190,7 +191,9 @@ triggers:
     max_in_flight: {IN_FLIGHT}
     dead_letter: none
 ",
-        admin = free_local_addr().unwrap()
+        admin = free_local_addr().unwrap(),
+        // CLIENT="key: value, ..." passes librdkafka properties to the trigger.
+        client = std::env::var("CLIENT").unwrap_or_default(),
     );
     let config = config::parse(&yaml, "bench.yaml").unwrap();
     eprintln!("measuring sluice, {ordering}");

@@ -48,6 +48,10 @@ const REJOIN_AFTER: Duration = Duration::from_secs(20);
 /// Buffered bytes above which a trigger stops taking records.
 const MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
 
+/// How many times its high mark of records a trigger may take while one of its partitions
+/// has none waiting ([`State::fullness`]).
+const HARD_MARK: usize = 4;
+
 /// How long a full trigger only stops polling before it pauses its partitions. Stopping the
 /// polls keeps what librdkafka prefetched (bounded by `queued.max.messages.kbytes`), so a
 /// short stall costs nothing; pausing lets polls (and so rebalances) go on during a long
@@ -75,6 +79,8 @@ struct Work {
 struct PartitionState {
     generation: u64,
     offsets: PartitionOffsets,
+    /// Records of this partition taken and not yet final (in flight or waiting).
+    buffered: usize,
 }
 
 /// What the poller, the delivery tasks and the rebalance callback share.
@@ -98,13 +104,23 @@ struct State {
 
 impl State {
     /// Updates and returns [`State::full`] for the trigger's `high_mark`.
+    ///
+    /// The consumer's queue holds runs of records from one partition at a time, so the
+    /// records taken can all be from a few partitions while the others' lanes stand idle.
+    /// Above `high_mark` the trigger therefore goes on taking records while a partition it
+    /// reads has none, up to [`HARD_MARK`] × `high_mark` or [`MAX_BUFFERED_BYTES`].
     fn fullness(&mut self, high_mark: usize) -> bool {
-        if self.buffered >= high_mark || self.buffered_bytes >= MAX_BUFFERED_BYTES {
+        if self.buffered >= HARD_MARK * high_mark || self.buffered_bytes >= MAX_BUFFERED_BYTES {
             self.full = true;
         } else if self.buffered <= high_mark - high_mark / 4
             && self.buffered_bytes <= MAX_BUFFERED_BYTES - MAX_BUFFERED_BYTES / 4
         {
             self.full = false;
+        } else if self.full || self.buffered >= high_mark {
+            self.full = !self
+                .partitions
+                .values()
+                .any(|p| p.buffered <= p.offsets.in_flight);
         }
         self.full
     }
@@ -453,6 +469,7 @@ impl Trigger {
                     PartitionState {
                         generation,
                         offsets: PartitionOffsets::default(),
+                        buffered: 0,
                     },
                 );
                 generation
@@ -460,6 +477,7 @@ impl Trigger {
         };
         if let Some(p) = state.partitions.get_mut(&key) {
             p.offsets.track(record.offset);
+            p.buffered += 1;
         }
         let slot = Slot {
             topic: key.0,
@@ -654,6 +672,7 @@ fn finish(
             && p.generation == work.slot.generation
         {
             p.offsets.in_flight -= 1;
+            p.buffered -= 1;
             if outcome.is_some() {
                 p.offsets.done(work.record.offset);
             }
