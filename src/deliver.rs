@@ -175,7 +175,11 @@ impl Invoker {
         let status = response.status();
         match classify(status) {
             Class::Success => {
-                let headers = response.headers().clone();
+                let headers = if want_reply {
+                    response.headers().clone()
+                } else {
+                    HeaderMap::new()
+                };
                 let body = if want_reply {
                     match read_limited(response.into_body(), REPLY_LIMIT).await {
                         Ok((body, false)) => body,
