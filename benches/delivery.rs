@@ -95,6 +95,18 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// One delivery mode measured against the plain client.
+struct Mode {
+    name: &'static str,
+    /// Pre-filled topic; also the `MODE` value that selects it.
+    topic: &'static str,
+    ordering: &'static str,
+    /// The plain client's concurrency.
+    workers: usize,
+    baseline: String,
+    target: f64,
+}
+
 /// The median of `ratios`, with the lowest and highest.
 fn summary(mut ratios: Vec<f64>) -> String {
     ratios.sort_by(f64::total_cmp);
@@ -367,51 +379,56 @@ fn main() {
         println!("records: {total} x 100 bytes, {PARTITIONS} partitions, embedded broker ({storage_name})");
         // Each round measures the baseline right before sluice (a new consumer group reads
         // the same records again), so both see the same machine; the median ratio is the
-        // figure.
-        // The plain client sends a CloudEvent's three essential headers; the figure after
-        // "same headers" is the same client sending the whole set sluice sends, which the
-        // function also has to parse.
+        // figure. The plain client sends a CloudEvent's three essential headers; the figure
+        // after "same headers" is the same client sending the whole set sluice sends, which
+        // the function also has to parse.
         let (few, full) = (few_headers(), sluice_headers());
-        let mut unordered = (Vec::new(), Vec::new());
-        let mut ordered = (Vec::new(), Vec::new());
+        let modes = [
+            Mode {
+                name: "unordered",
+                topic: "unordered",
+                ordering: "unordered",
+                workers: IN_FLIGHT,
+                baseline: format!("{IN_FLIGHT} in flight"),
+                target: 0.7,
+            },
+            Mode {
+                name: "partition order",
+                topic: "ordered",
+                ordering: "partition",
+                workers: PARTITIONS as usize,
+                baseline: format!("one at a time per partition, {PARTITIONS} in flight"),
+                target: 0.8,
+            },
+        ];
+        let modes: Vec<Mode> = modes
+            .into_iter()
+            .filter(|m| mode.is_none_or(|only| only == m.topic))
+            .collect();
+        let mut ratios = vec![(Vec::new(), Vec::new()); modes.len()];
         for round in 1..=rounds {
-            if mode != Some("ordered") {
-                let plain = plain_client(&url, total, IN_FLIGHT, few.clone()).await;
-                let same = plain_client(&url, total, IN_FLIGHT, full.clone()).await;
-                let ours = sluice_run(&bootstrap, "unordered", "unordered", round, total).await;
+            for (m, (to_plain, to_same)) in modes.iter().zip(ratios.iter_mut()) {
+                let plain = plain_client(&url, total, m.workers, few.clone()).await;
+                let same = plain_client(&url, total, m.workers, full.clone()).await;
+                let ours = sluice_run(&bootstrap, m.topic, m.ordering, round, total).await;
                 println!(
-                    "round {round}: unordered, {IN_FLIGHT} in flight: sluice {ours}, plain hyper client {plain}, ratio {:.2}; same headers {same}, ratio {:.2}",
+                    "round {round}: {}: sluice {ours}, plain hyper client ({}) {plain}, ratio {:.2}; same headers {same}, ratio {:.2}",
+                    m.name,
+                    m.baseline,
                     ours.rate / plain.rate,
                     ours.rate / same.rate
                 );
-                unordered.0.push(ours.rate / plain.rate);
-                unordered.1.push(ours.rate / same.rate);
-            }
-            if mode != Some("unordered") {
-                let workers = PARTITIONS as usize;
-                let plain = plain_client(&url, total, workers, few.clone()).await;
-                let same = plain_client(&url, total, workers, full.clone()).await;
-                let ours = sluice_run(&bootstrap, "ordered", "partition", round, total).await;
-                println!(
-                    "round {round}: partition order: sluice {ours}, plain client one at a time per partition ({PARTITIONS} in flight) {plain}, ratio {:.2}; same headers {same}, ratio {:.2}",
-                    ours.rate / plain.rate,
-                    ours.rate / same.rate
-                );
-                ordered.0.push(ours.rate / plain.rate);
-                ordered.1.push(ours.rate / same.rate);
+                to_plain.push(ours.rate / plain.rate);
+                to_same.push(ours.rate / same.rate);
             }
         }
-        for (name, target, (plain, same)) in [
-            ("unordered", 0.7, unordered),
-            ("partition order", 0.8, ordered),
-        ] {
-            if plain.is_empty() {
-                continue;
-            }
+        for (m, (to_plain, to_same)) in modes.iter().zip(ratios) {
             println!(
-                "{name}: median ratio {} against the plain client, {} against the same headers, over {rounds} rounds; target {target}",
-                summary(plain),
-                summary(same)
+                "{}: median ratio {} against the plain client, {} against the same headers, over {rounds} rounds; target {}",
+                m.name,
+                summary(to_plain),
+                summary(to_same),
+                m.target
             );
         }
         broker.shutdown().await;

@@ -666,25 +666,28 @@ async fn graceful_shutdown_finishes_slow_requests_and_commits() {
     );
     let sluice = InProcess::start(&yaml).await;
     let bootstrap = sluice.bootstrap.clone();
-    let records = (0..5).map(|n| rec("k", &n.to_string())).collect();
+    // Five in flight and three waiting behind them.
+    let records = (0..8).map(|n| rec("k", &n.to_string())).collect();
     produce_all(&bootstrap, "slow", records).await;
     function.wait_for(5, WAIT).await;
     assert_eq!(function.in_flight(), 5);
     let listen = bootstrap.parse().unwrap();
     let dir = sluice.stop().await;
-    // Every slow request completed before the stop returned.
+    // Every slow request completed before the stop returned, and none of the waiting
+    // records was started once the stop had begun.
     assert_eq!(function.in_flight(), 0);
     assert_eq!(function.count(), 5);
-    // And its offsets were committed: a restart has nothing to redeliver.
+    // The finished ones were committed, so a restart delivers only the three left.
     let sluice = InProcess::start_in(dir, listen, &yaml).await;
     assert_eq!(
         committed(&bootstrap, "sluice-t", "slow").await,
         BTreeMap::from([(0, 5)])
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    function.wait_for(8, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         function.count(),
-        5,
+        8,
         "records were delivered again after a clean stop"
     );
     sluice.stop().await;

@@ -2379,20 +2379,7 @@ impl Storage for Delegate {
         let mut rows = vec![];
         let mut bytes = 0i64;
         while let Some(row) = records.next().await? {
-            let size = |i| {
-                row.get_value(i)
-                    .map(|value| match value {
-                        Value::Blob(b) => b.len() as i64,
-                        Value::Text(t) => t.len() as i64,
-                        _ => 0,
-                    })
-                    .unwrap_or(0)
-            };
-            bytes += size(3) + size(4);
-            if bytes >= i64::from(max_bytes) {
-                break;
-            }
-            rows.push(Row {
+            let row = Row {
                 offset: row.get::<i64>(0).inspect_err(|err| error!(?err))?,
                 attributes: row
                     .get::<Option<i32>>(1)
@@ -2421,7 +2408,13 @@ impl Storage for Delegate {
                     .map(|producer_epoch| producer_epoch.unwrap_or(-1))
                     .inspect_err(|err| error!(?err))? as i16,
                 headers: vec![],
-            });
+            };
+            let size = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len() as i64);
+            bytes += size(&row.key) + size(&row.value);
+            if bytes >= i64::from(max_bytes) {
+                break;
+            }
+            rows.push(row);
         }
 
         if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
