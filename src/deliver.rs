@@ -1,20 +1,21 @@
 //! The HTTP invoker and the retry policy: one attempt to deliver an event, and how long to
 //! wait before the next.
 
+pub mod conn;
 pub mod pipeline;
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{
     Method, Request, StatusCode, Uri,
     body::Incoming,
-    header::{HeaderMap, RETRY_AFTER},
-};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::TokioExecutor,
+    header::{HOST, HeaderMap, HeaderValue, RETRY_AFTER},
+    http::uri::Authority,
 };
 use rand::Rng;
 
@@ -22,6 +23,7 @@ use crate::{
     config::{Backoff, Delivery},
     event::Event,
 };
+use conn::{Conn, ConnError, Pool};
 
 /// How much of a failed response's body is kept as the reason.
 pub const EXCERPT_LIMIT: usize = 1024;
@@ -101,31 +103,28 @@ pub fn classify(status: StatusCode) -> Class {
     }
 }
 
-/// Sends events over HTTP/1.1 with pooled keep-alive connections.
-#[derive(Debug, Clone)]
+/// Sends events over HTTP/1.1 with pooled keep-alive connections, each driven by the task
+/// whose request it carries ([`conn`]).
+#[derive(Debug, Clone, Default)]
 pub struct Invoker {
-    client: Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Default for Invoker {
-    fn default() -> Self {
-        Self::new()
-    }
+    pool: Arc<Pool>,
 }
 
 impl Invoker {
-    /// A client with a connection pool.
+    /// An invoker with an empty connection pool.
     pub fn new() -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
-        Self { client }
+        Self::default()
     }
 
-    /// POSTs the event once. `want_reply` keeps a non-empty 2xx body.
+    /// A session for one task's run of requests.
+    pub fn session(&self) -> Session {
+        Session {
+            pool: self.pool.clone(),
+            held: None,
+        }
+    }
+
+    /// POSTs the event once, in a session of its own.
     pub async fn attempt(
         &self,
         url: &Uri,
@@ -133,14 +132,66 @@ impl Invoker {
         timeout: Duration,
         want_reply: bool,
     ) -> Attempt {
-        let mut request = Request::builder().method(Method::POST).uri(url.clone());
-        if let Some(headers) = request.headers_mut() {
-            headers.reserve(event.headers.len());
-            for (name, value) in &event.headers {
-                let _ = headers.append(name.clone(), value.clone());
-            }
+        self.session()
+            .attempt(url, event, timeout, want_reply)
+            .await
+    }
+}
+
+/// One task's requests: the task keeps its connection from one request to the next, and
+/// the connection goes back to the pool when the session ends.
+#[derive(Debug)]
+pub struct Session {
+    pool: Arc<Pool>,
+    held: Option<Conn>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(conn) = self.held.take() {
+            self.pool.checkin(conn);
         }
-        let request = match request.body(Full::new(event.body.clone())) {
+    }
+}
+
+impl Session {
+    /// POSTs the event once. `want_reply` keeps a non-empty 2xx body.
+    pub async fn attempt(
+        &mut self,
+        url: &Uri,
+        event: &Event,
+        timeout: Duration,
+        want_reply: bool,
+    ) -> Attempt {
+        let authority = match (url.scheme_str(), url.authority()) {
+            (Some("http"), Some(authority)) => authority,
+            _ => {
+                return Attempt::Unreachable {
+                    failure: failure(
+                        "unreachable",
+                        format!("cannot call {url}: only http:// URLs are supported"),
+                    ),
+                };
+            }
+        };
+        let host = HeaderValue::from_str(host_header(authority)).ok();
+        let target = origin_form(url);
+        let build = || {
+            let mut request = Request::builder().method(Method::POST).uri(target.clone());
+            if let Some(headers) = request.headers_mut() {
+                headers.reserve(event.headers.len() + 1);
+                for (name, value) in &event.headers {
+                    let _ = headers.append(name.clone(), value.clone());
+                }
+                if let Some(host) = &host
+                    && !headers.contains_key(HOST)
+                {
+                    let _ = headers.insert(HOST, host.clone());
+                }
+            }
+            request.body(Full::new(event.body.clone()))
+        };
+        let request = match build() {
             Ok(request) => request,
             Err(err) => {
                 return Attempt::Reject {
@@ -148,7 +199,8 @@ impl Invoker {
                 };
             }
         };
-        match tokio::time::timeout(timeout, self.exchange(request, want_reply)).await {
+        let exchange = self.exchange(authority, request, build, want_reply);
+        match tokio::time::timeout(timeout, exchange).await {
             Ok(attempt) => attempt,
             Err(_) => Attempt::Retry {
                 failure: failure("timeout", format!("no answer within {timeout:?}")),
@@ -157,55 +209,86 @@ impl Invoker {
         }
     }
 
-    async fn exchange(&self, request: Request<Full<Bytes>>, want_reply: bool) -> Attempt {
-        let response = match self.client.request(request).await {
-            Ok(response) => response,
-            Err(err) if err.is_connect() => {
-                return Attempt::Unreachable {
-                    failure: failure("unreachable", format!("cannot connect: {}", chain(&err))),
-                };
+    /// A connection to `authority`: the one held since the last request, an idle pooled
+    /// one, or a new one.
+    async fn connection(&mut self, authority: &Authority) -> Result<Conn, ConnError> {
+        if let Some(mut conn) = self.held.take() {
+            if conn.authority() != authority {
+                self.pool.checkin(conn);
+            } else if !conn.closed() {
+                return Ok(conn);
             }
-            Err(err) => {
-                return Attempt::Retry {
-                    failure: failure("error", format!("request failed: {}", chain(&err))),
-                    retry_after: None,
-                };
+        }
+        match self.pool.checkout(authority) {
+            Some(conn) => Ok(conn),
+            None => Conn::connect(authority).await,
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        authority: &Authority,
+        request: Request<Full<Bytes>>,
+        build: impl Fn() -> Result<Request<Full<Bytes>>, hyper::http::Error>,
+        want_reply: bool,
+    ) -> Attempt {
+        let mut request = Some(request);
+        let (mut conn, response) = loop {
+            let mut conn = match self.connection(authority).await {
+                Ok(conn) => conn,
+                Err(err) => {
+                    return Attempt::Unreachable {
+                        failure: failure("unreachable", chain(&err)),
+                    };
+                }
+            };
+            let next = match request.take().map_or_else(&build, Ok) {
+                Ok(next) => next,
+                Err(err) => {
+                    return Attempt::Reject {
+                        failure: failure("request", format!("cannot build the request: {err}")),
+                    };
+                }
+            };
+            match conn.send(next).await {
+                Ok(response) => break (conn, response),
+                // A kept connection that the server had closed: the request was not written,
+                // or written into a closed socket and never answered. It goes out again on
+                // another connection (each kept one is tried once, then a new one).
+                Err((_, Some(unsent))) if conn.reused => request = Some(unsent),
+                Err((err, None)) if conn.reused && err.closed_unanswered() => {}
+                Err((err, _)) => {
+                    return Attempt::Retry {
+                        failure: failure("error", format!("request failed: {}", chain(&err))),
+                        retry_after: None,
+                    };
+                }
             }
         };
         let status = response.status();
-        match classify(status) {
+        let attempt = match classify(status) {
             Class::Success => {
-                let headers = if want_reply {
-                    response.headers().clone()
-                } else {
-                    HeaderMap::new()
-                };
-                let body = if want_reply {
-                    match read_limited(response.into_body(), REPLY_LIMIT).await {
-                        Ok((body, false)) => body,
-                        Ok((_, true)) => {
-                            return Attempt::Reject {
-                                failure: failure(
-                                    &status.as_u16().to_string(),
-                                    format!("reply body larger than {REPLY_LIMIT} bytes"),
-                                ),
-                            };
-                        }
-                        Err(err) => {
-                            return Attempt::Retry {
-                                failure: failure("error", format!("reading the reply: {err}")),
-                                retry_after: None,
-                            };
-                        }
-                    }
-                } else {
-                    // Reading to the end lets the connection be reused.
-                    let _ = response.into_body().collect().await;
-                    Bytes::new()
-                };
-                Attempt::Delivered {
-                    status,
-                    reply: (!body.is_empty()).then_some((headers, body)),
+                let (parts, body) = response.into_parts();
+                let limit = if want_reply { REPLY_LIMIT } else { 0 };
+                match conn.read(read_limited(body, limit)).await {
+                    Ok(Ok((_, true))) if want_reply => Attempt::Reject {
+                        failure: failure(
+                            &status.as_u16().to_string(),
+                            format!("reply body larger than {REPLY_LIMIT} bytes"),
+                        ),
+                    },
+                    Ok(Ok((body, _))) => Attempt::Delivered {
+                        status,
+                        reply: (want_reply && !body.is_empty()).then_some((parts.headers, body)),
+                    },
+                    Ok(Err(err)) => Attempt::Retry {
+                        failure: failure("error", format!("reading the response: {err}")),
+                        retry_after: None,
+                    },
+                    Err(err) => Attempt::Retry {
+                        failure: failure("error", format!("reading the response: {}", chain(&err))),
+                        retry_after: None,
+                    },
                 }
             }
             class => {
@@ -214,8 +297,11 @@ impl Invoker {
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                let excerpt = read_limited(response.into_body(), EXCERPT_LIMIT)
+                let excerpt = conn
+                    .read(read_limited(response.into_body(), EXCERPT_LIMIT))
                     .await
+                    .ok()
+                    .and_then(Result::ok)
                     .map(|(b, _)| b)
                     .unwrap_or_default();
                 let failure = Failure {
@@ -232,8 +318,30 @@ impl Invoker {
                     Attempt::Reject { failure }
                 }
             }
+        };
+        if conn.reusable().await {
+            conn.reused = true;
+            self.held = Some(conn);
         }
+        attempt
     }
+}
+
+/// The request target of `url` on the wire: its path and query.
+fn origin_form(url: &Uri) -> Uri {
+    match url.path_and_query() {
+        Some(path) if url.scheme().is_some() => Uri::from(path.clone()),
+        Some(_) => url.clone(),
+        None => Uri::from_static("/"),
+    }
+}
+
+/// The `Host` header for `authority`: without user information, and without the port when
+/// it is HTTP's default.
+fn host_header(authority: &Authority) -> &str {
+    let text = authority.as_str();
+    let text = text.rsplit_once('@').map_or(text, |(_, host)| host);
+    text.strip_suffix(":80").unwrap_or(text)
 }
 
 fn failure(code: &str, message: String) -> Failure {
@@ -256,20 +364,23 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reads at most `limit` bytes; the flag says whether there was more.
+/// Reads the body to its end (so the connection can be used again), keeping at most
+/// `limit` bytes; the flag says whether there was more.
 async fn read_limited(mut body: Incoming, limit: usize) -> Result<(Bytes, bool), hyper::Error> {
     let mut out = Vec::new();
+    let mut more = false;
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
-            let room = limit - out.len();
+            let room = limit.saturating_sub(out.len());
             if data.len() > room {
+                more = true;
                 out.extend_from_slice(&data[..room]);
-                return Ok((Bytes::from(out), true));
+            } else {
+                out.extend_from_slice(&data);
             }
-            out.extend_from_slice(&data);
         }
     }
-    Ok((Bytes::from(out), false))
+    Ok((Bytes::from(out), more))
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date.

@@ -6,7 +6,7 @@
 //! Binary type, they are sent base64-encoded, and the `sluicebase64` extension lists the
 //! attributes so encoded (for example `key,kafkaheadertrace`).
 
-use std::{fmt::Write as _, time::SystemTime};
+use std::fmt::Write as _;
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use bytes::Bytes;
@@ -17,6 +17,18 @@ pub const KAFKA_EVENT_TYPE: &str = "dev.knative.kafka.event";
 
 /// The extension that lists attributes whose values are base64 because they were not UTF-8.
 pub const BASE64_EXTENSION: &str = "sluicebase64";
+
+const CE_SPECVERSION: HeaderName = HeaderName::from_static("ce-specversion");
+const CE_ID: HeaderName = HeaderName::from_static("ce-id");
+const CE_SOURCE: HeaderName = HeaderName::from_static("ce-source");
+const CE_TYPE: HeaderName = HeaderName::from_static("ce-type");
+const CE_SUBJECT: HeaderName = HeaderName::from_static("ce-subject");
+const CE_TIME: HeaderName = HeaderName::from_static("ce-time");
+const CE_KEY: HeaderName = HeaderName::from_static("ce-key");
+const CE_PARTITIONKEY: HeaderName = HeaderName::from_static("ce-partitionkey");
+const CE_KAFKAPARTITION: HeaderName = HeaderName::from_static("ce-knativekafkapartition");
+const CE_KAFKAOFFSET: HeaderName = HeaderName::from_static("ce-knativekafkaoffset");
+const PREFER: HeaderName = HeaderName::from_static("prefer");
 
 /// A Kafka record, owned, as consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,32 +115,38 @@ pub fn from_record(record: &Record, settings: &EventSettings) -> Event {
     }
     let mut headers = Vec::with_capacity(12 + record.headers.len());
     let mut encoded = Vec::new();
-    let id = format!("partition:{}/offset:{}", record.partition, record.offset);
+    let id = position("partition:", record.partition, "/offset:", record.offset);
     let source = match &settings.source {
         Some(source) => source.clone(),
-        None => format!("/sluice/{}#{}", settings.trigger, record.topic),
+        None => {
+            let mut source = String::with_capacity(9 + settings.trigger.len() + record.topic.len());
+            source.push_str("/sluice/");
+            source.push_str(&settings.trigger);
+            source.push('#');
+            source.push_str(&record.topic);
+            source
+        }
     };
-    let name = HeaderName::from_static;
-    headers.push((name("ce-specversion"), HeaderValue::from_static("1.0")));
-    push_owned(&mut headers, name("ce-id"), id.clone());
-    push_owned(&mut headers, name("ce-source"), source);
+    headers.push((CE_SPECVERSION, HeaderValue::from_static("1.0")));
+    push_owned(&mut headers, CE_ID, id.clone());
+    push_owned(&mut headers, CE_SOURCE, source);
     match &settings.event_type {
-        Some(event_type) => push_owned(&mut headers, name("ce-type"), event_type.clone()),
-        None => headers.push((name("ce-type"), HeaderValue::from_static(KAFKA_EVENT_TYPE))),
+        Some(event_type) => push_owned(&mut headers, CE_TYPE, event_type.clone()),
+        None => headers.push((CE_TYPE, HeaderValue::from_static(KAFKA_EVENT_TYPE))),
     }
     push_owned(
         &mut headers,
-        name("ce-subject"),
-        format!("partition:{}#{}", record.partition, record.offset),
+        CE_SUBJECT,
+        position("partition:", record.partition, "#", record.offset),
     );
     if let Some(time) = record.timestamp.and_then(rfc3339_millis) {
-        push_owned(&mut headers, name("ce-time"), time);
+        push_owned(&mut headers, CE_TIME, time);
     }
     if let Some(key) = &record.key {
         let value = attribute_value(key, "key", &mut encoded);
         if let Ok(value) = HeaderValue::try_from(value) {
-            headers.push((name("ce-key"), value.clone()));
-            headers.push((name("ce-partitionkey"), value));
+            headers.push((CE_KEY, value.clone()));
+            headers.push((CE_PARTITIONKEY, value));
         }
     }
     for (name, value) in &record.headers {
@@ -140,14 +158,8 @@ pub fn from_record(record: &Record, settings: &EventSettings) -> Event {
         let value = attribute_value(value, &attribute, &mut encoded);
         push_encoded(&mut headers, &format!("ce-{attribute}"), value);
     }
-    headers.push((
-        name("ce-knativekafkapartition"),
-        HeaderValue::from(record.partition),
-    ));
-    headers.push((
-        name("ce-knativekafkaoffset"),
-        HeaderValue::from(record.offset),
-    ));
+    headers.push((CE_KAFKAPARTITION, HeaderValue::from(record.partition)));
+    headers.push((CE_KAFKAOFFSET, HeaderValue::from(record.offset)));
     if !encoded.is_empty() {
         push_text(
             &mut headers,
@@ -163,10 +175,7 @@ pub fn from_record(record: &Record, settings: &EventSettings) -> Event {
                 .unwrap_or(HeaderValue::from_static("application/octet-stream"))
         });
     headers.push((CONTENT_TYPE, content_type));
-    headers.push((
-        HeaderName::from_static("prefer"),
-        HeaderValue::from_static("reply"),
-    ));
+    headers.push((PREFER, HeaderValue::from_static("reply")));
     Event {
         id,
         headers,
@@ -338,9 +347,79 @@ fn hex(b: u8) -> Option<u8> {
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2024-05-01T12:00:00.123Z`.
 pub fn rfc3339_millis(millis: i64) -> Option<String> {
-    let millis = u64::try_from(millis).ok()?;
-    let time = SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(millis))?;
-    Some(humantime::format_rfc3339_millis(time).to_string())
+    // RFC 3339 has four-digit years: 9999-12-31T23:59:59.999Z is the last time it can write.
+    if !(0..=253_402_300_799_999).contains(&millis) {
+        return None;
+    }
+    let days = millis.div_euclid(86_400_000);
+    let of_day = millis.rem_euclid(86_400_000);
+    let (year, month, day) = civil_from_days(days);
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: i64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3_600_000);
+    put(14, 2, of_day / 60_000 % 60);
+    put(17, 2, of_day / 1000 % 60);
+    put(20, 3, of_day % 1000);
+    String::from_utf8(out.to_vec()).ok()
+}
+
+/// Year, month and day of the day `days` after 1970-01-01, in the proleptic Gregorian
+/// calendar (the civil-from-days algorithm; eras of 400 years starting on March 1st).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `<first><partition><second><offset>`, as in `partition:3/offset:42`.
+fn position(first: &str, partition: i32, second: &str, offset: i64) -> String {
+    let mut out = String::with_capacity(first.len() + second.len() + 31);
+    out.push_str(first);
+    push_int(&mut out, partition.into());
+    out.push_str(second);
+    push_int(&mut out, offset);
+    out
+}
+
+/// Appends `n` in decimal.
+fn push_int(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push('-');
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
+    }
 }
 
 #[cfg(test)]

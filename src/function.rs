@@ -15,7 +15,7 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::{Config, Function},
-    deliver::{Attempt, Invoker},
+    deliver::{Attempt, Session},
     event::{Event, Record},
     kafka::{ClientError, Kafka},
     metrics::Metrics,
@@ -39,17 +39,17 @@ impl Destination {
     /// One attempt to hand `event` to the function.
     pub async fn attempt(
         &self,
-        invoker: &Invoker,
+        session: &mut Session,
         event: &Event,
         record: &Record,
         timeout: Duration,
         want_reply: bool,
     ) -> Attempt {
         match self {
-            Self::Url(url) => invoker.attempt(url, event, timeout, want_reply).await,
+            Self::Url(url) => session.attempt(url, event, timeout, want_reply).await,
             Self::Command(pool) => match pool.acquire().await {
                 Ok(lease) => {
-                    invoker
+                    session
                         .attempt(&lease.url, event, timeout, want_reply)
                         .await
                 }

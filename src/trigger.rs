@@ -16,6 +16,8 @@ use std::{
 };
 
 use bytes::Bytes;
+use foldhash::fast::RandomState;
+use futures::{FutureExt, StreamExt};
 use rdkafka::{
     ClientContext, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
@@ -58,6 +60,9 @@ const HARD_MARK: usize = 4;
 /// one, but librdkafka drops the prefetched records and reads them again on resume.
 const PAUSE_AFTER: Duration = Duration::from_secs(5);
 
+/// At most this many records ready in the consumer's queue are taken in one go.
+const READY_BATCH: usize = 256;
+
 /// A partition within one assignment: a partition revoked and assigned again gets a new
 /// generation, so late outcomes of the old assignment cannot touch the new one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -86,7 +91,9 @@ struct PartitionState {
 /// What the poller, the delivery tasks and the rebalance callback share.
 #[derive(Debug, Default)]
 struct State {
-    partitions: HashMap<(Arc<str>, i32), PartitionState>,
+    partitions: HashMap<(Arc<str>, i32), PartitionState, RandomState>,
+    /// The topics seen, so each record's slot shares its topic's name.
+    topics: Vec<Arc<str>>,
     lanes: Lanes<Slot, Work>,
     in_flight: usize,
     buffered: usize,
@@ -394,6 +401,8 @@ impl Trigger {
         let mut watch_tick = tokio::time::interval(Duration::from_secs(5));
         let mut unassigned_since = None::<Instant>;
         let mut full_since = None::<tokio::time::Instant>;
+        // One stream for the trigger's life: each `recv` would register and drop a waker.
+        let mut messages = self.consumer.stream();
         loop {
             let (full, paused) = self.fullness();
             if !full {
@@ -410,17 +419,29 @@ impl Trigger {
                 }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
                 _ = tokio::time::sleep_until(pause_at), if full && !paused => self.pause(),
-                message = self.consumer.recv(), if !full || paused => match message {
-                    Ok(message) => {
-                        self.accept(&message);
+                message = messages.next(), if !full || paused => match message {
+                    Some(Ok(message)) => {
+                        let mut full = self.accept(&message);
                         drop(message);
+                        // Take what else is ready in one go, without a round of the select
+                        // (and its registrations) per record.
+                        for _ in 1..READY_BATCH {
+                            if full {
+                                break;
+                            }
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(message))) => full = self.accept(&message),
+                                _ => break,
+                            }
+                        }
                         self.dispatch(&deliveries, &abandon);
                         if self.fullness() == (true, true) {
                             // Partitions assigned since the pause must stop too.
                             self.pause();
                         }
                     }
-                    Err(err) => {
+                    None => break,
+                    Some(Err(err)) => {
                         if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                             warn!(trigger = %self.name, error = %err, "Consumer error.");
                             last_error = Some(Instant::now());
@@ -429,6 +450,7 @@ impl Trigger {
                 },
             }
         }
+        drop(messages);
         self.drain(deliveries, abandon, grace).await;
     }
 
@@ -452,13 +474,25 @@ impl Trigger {
         }
     }
 
-    /// Takes a consumed record into its lane.
-    fn accept(&self, message: &BorrowedMessage<'_>) {
+    /// Takes a consumed record into its lane; returns whether the trigger is now full.
+    fn accept(&self, message: &BorrowedMessage<'_>) -> bool {
         let record = owned(message);
         self.pipeline.metrics.received();
         let size = record.size();
         let mut state = self.shared.lock();
-        let key = (Arc::<str>::from(record.topic.as_str()), record.partition);
+        let topic = match state
+            .topics
+            .iter()
+            .find(|t| t.as_ref() == record.topic.as_str())
+        {
+            Some(topic) => topic.clone(),
+            None => {
+                let topic = Arc::<str>::from(record.topic.as_str());
+                state.topics.push(topic.clone());
+                topic
+            }
+        };
+        let key = (topic, record.partition);
         let generation = match state.partitions.get(&key) {
             Some(p) => p.generation,
             None => {
@@ -494,6 +528,7 @@ impl Trigger {
         state
             .lanes
             .push(lane, slot.clone(), Work { record, slot, size });
+        state.fullness(self.high_mark())
     }
 
     /// Starts deliveries while there is room.
@@ -508,8 +543,9 @@ impl Trigger {
             let (max_in_flight, high_mark) = (self.max_in_flight, self.high_mark());
             drop(deliveries.spawn(async move {
                 let mut next = Some(first);
+                let mut session = pipeline.invoker.session();
                 while let Some((lane, work)) = next {
-                    let outcome = pipeline.run(&work.record, &abandon).await;
+                    let outcome = pipeline.run(&work.record, &abandon, &mut session).await;
                     next = finish(&shared, &lane, &work, outcome, max_in_flight, high_mark);
                     if next.is_none() {
                         pipeline.metrics.in_flight.dec();

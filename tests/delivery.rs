@@ -5,6 +5,7 @@ mod common;
 
 use std::{
     collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -18,6 +19,7 @@ use rdkafka::{
     Message,
     message::{Headers, OwnedMessage},
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -726,5 +728,104 @@ async fn a_stalled_function_pauses_consumption_instead_of_buffering() {
         "received {received} of 20000 while stalled"
     );
     function.stop();
+    sluice.stop().await;
+}
+
+/// A function that answers one request per connection with 200 and then closes the
+/// connection without announcing it (no `Connection: close`), as a server whose keep-alive
+/// timeout is shorter than the client's does. It never reads a second request, so nothing it
+/// counts can be a duplicate. Returns its URL and the `ce-id` of every request it answered.
+async fn one_request_per_connection() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let seen = answered.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let n = match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    request.extend_from_slice(&chunk[..n]);
+                    let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                    let field = |name: &str| {
+                        head.lines()
+                            .find_map(|line| line.strip_prefix(name).map(|v| v.trim().to_owned()))
+                    };
+                    let length: usize = field("content-length:").map_or(0, |v| v.parse().unwrap());
+                    if request.len() < end + 4 + length {
+                        continue;
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push(field("ce-id:").unwrap_or_default());
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    // Dropping the stream closes the connection.
+                    return;
+                }
+            });
+        }
+    });
+    (url, answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_the_function_closes_after_each_answer_lose_and_repeat_nothing() {
+    let (url, answered) = one_request_per_connection().await;
+    let yaml = trigger_yaml(
+        "closing",
+        2,
+        &url,
+        "    ordering: partition\n    delivery: {backoff_delay: 10ms}\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let records = (0..300)
+        .map(|n| rec(&format!("k{n}"), &n.to_string()))
+        .collect();
+    produce_all(&sluice.bootstrap, "closing", records).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let count = answered.lock().unwrap().len();
+        if count >= 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {count} answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut ids = answered.lock().unwrap().clone();
+    ids.sort();
+    let before = ids.len();
+    ids.dedup();
+    assert_eq!(before, ids.len(), "a record was delivered twice");
+    assert_eq!(ids.len(), 300);
+    // Each request that met a connection closed under it went out again on a new one at
+    // once: none of them counts as a failed attempt.
+    let metrics = sluice.state().metrics().encode();
+    assert!(
+        metrics
+            .contains("sluice_delivery_attempts_total{trigger=\"t\",outcome=\"delivered\"} 300\n"),
+        "{metrics}"
+    );
+    for outcome in ["retry", "unreachable"] {
+        assert!(
+            metrics.contains(&format!(
+                "sluice_delivery_attempts_total{{trigger=\"t\",outcome=\"{outcome}\"}} 0\n"
+            )),
+            "{metrics}"
+        );
+    }
     sluice.stop().await;
 }

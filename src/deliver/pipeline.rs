@@ -21,7 +21,7 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::{Attempt, Failure, Invoker, retry_delay};
+use super::{Attempt, Failure, Invoker, Session, retry_delay};
 use crate::{
     config::{DeadLetter, Delivery},
     event::{self, Event, EventSettings, Record, percent_decode},
@@ -210,8 +210,14 @@ impl Pipeline {
     }
 
     /// Takes the record to its final outcome; `None` when `cancel` fired first (the record
-    /// is not final and must not be committed).
-    pub async fn run(&self, record: &Record, cancel: &CancellationToken) -> Option<Final> {
+    /// is not final and must not be committed). `session` carries the task's connection from
+    /// one record to the next.
+    pub async fn run(
+        &self,
+        record: &Record,
+        cancel: &CancellationToken,
+        session: &mut Session,
+    ) -> Option<Final> {
         let event = event::from_record(record, &self.settings);
         let mut retries = 0u32;
         let mut unreachable = 0u32;
@@ -222,7 +228,7 @@ impl Pipeline {
             let attempt = self
                 .target
                 .attempt(
-                    &self.invoker,
+                    session,
                     &event,
                     record,
                     self.delivery.timeout,

@@ -208,3 +208,61 @@ fn header_names_keep_only_lowercase_alphanumerics() {
     assert_eq!(header_suffix("X-Trace_ID.v2"), "xtraceidv2");
     assert_eq!(header_suffix("---"), "");
 }
+
+#[test]
+fn times_are_written_like_rfc3339_with_millis() {
+    let to_ms = |text: &str| {
+        humantime::parse_rfc3339(text)
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    for text in [
+        "1970-01-01T00:00:00.000Z",
+        "1972-02-29T23:59:59.999Z",
+        "2000-02-29T12:00:00.001Z",
+        "2000-03-01T00:00:00.000Z",
+        "2023-11-14T22:13:20.123Z",
+        "2100-03-01T01:02:03.004Z",
+        "9999-12-31T23:59:59.999Z",
+    ] {
+        assert_eq!(rfc3339_millis(to_ms(text)).as_deref(), Some(text));
+    }
+    // Every day for 1,500 years agrees with the humantime crate's formatter.
+    let day = 86_400_000i64;
+    for n in (0..1500 * 366).step_by(7) {
+        let millis = n * day + n % day;
+        let expected = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis as u64),
+        )
+        .to_string();
+        assert_eq!(rfc3339_millis(millis), Some(expected), "{millis}");
+    }
+}
+
+#[test]
+fn a_timestamp_rfc3339_cannot_write_leaves_out_the_time() {
+    assert_eq!(rfc3339_millis(-1), None);
+    assert_eq!(rfc3339_millis(253_402_300_800_000), None);
+    let mut r = record();
+    for timestamp in [i64::MAX, i64::MIN, -1, 253_402_300_800_000] {
+        r.timestamp = Some(timestamp);
+        let event = from_record(&r, &settings());
+        assert!(header(&event, "ce-time").is_none(), "{timestamp}");
+        assert_eq!(header(&event, "ce-id"), Some("partition:2/offset:41"));
+    }
+}
+
+#[test]
+fn positions_are_written_in_decimal() {
+    assert_eq!(position("p", 0, "/", 0), "p0/0");
+    assert_eq!(
+        position("partition:", i32::MAX, "#", i64::MAX),
+        "partition:2147483647#9223372036854775807"
+    );
+    assert_eq!(
+        position("partition:", -1, "#", i64::MIN),
+        "partition:-1#-9223372036854775808"
+    );
+}

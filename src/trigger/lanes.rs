@@ -8,6 +8,8 @@ use std::{
     hash::Hash,
 };
 
+use foldhash::fast::RandomState;
+
 /// Where a record waits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Lane<P: Clone + Eq + Hash> {
@@ -32,8 +34,8 @@ impl<P: Clone + Eq + Hash> Lane<P> {
 /// Waiting records in their lanes.
 #[derive(Debug)]
 pub struct Lanes<P: Clone + Eq + Hash, T> {
-    queues: HashMap<Lane<P>, VecDeque<T>>,
-    busy: HashSet<Lane<P>>,
+    queues: HashMap<Lane<P>, VecDeque<T>, RandomState>,
+    busy: HashSet<Lane<P>, RandomState>,
     runnable: VecDeque<Lane<P>>,
     free: VecDeque<(P, T)>,
     waiting: usize,
@@ -43,8 +45,8 @@ pub struct Lanes<P: Clone + Eq + Hash, T> {
 impl<P: Clone + Eq + Hash, T> Default for Lanes<P, T> {
     fn default() -> Self {
         Self {
-            queues: HashMap::new(),
-            busy: HashSet::new(),
+            queues: HashMap::default(),
+            busy: HashSet::default(),
             runnable: VecDeque::new(),
             free: VecDeque::new(),
             waiting: 0,
