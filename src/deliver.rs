@@ -28,6 +28,9 @@ use conn::{Conn, ConnError, Pool};
 /// How much of a failed response's body is kept as the reason.
 pub const EXCERPT_LIMIT: usize = 1024;
 
+/// How much of a body that is not kept is still read, so its connection can be used again.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
 /// The largest reply body that is produced to a reply topic.
 pub const REPLY_LIMIT: usize = 8 * 1024 * 1024;
 
@@ -191,16 +194,7 @@ impl Session {
             }
             request.body(Full::new(event.body.clone()))
         };
-        let request = match build() {
-            Ok(request) => request,
-            Err(err) => {
-                return Attempt::Reject {
-                    failure: failure("request", format!("cannot build the request: {err}")),
-                };
-            }
-        };
-        let exchange = self.exchange(authority, request, build, want_reply);
-        match tokio::time::timeout(timeout, exchange).await {
+        match tokio::time::timeout(timeout, self.exchange(authority, build, want_reply)).await {
             Ok(attempt) => attempt,
             Err(_) => Attempt::Retry {
                 failure: failure("timeout", format!("no answer within {timeout:?}")),
@@ -228,11 +222,10 @@ impl Session {
     async fn exchange(
         &mut self,
         authority: &Authority,
-        request: Request<Full<Bytes>>,
         build: impl Fn() -> Result<Request<Full<Bytes>>, hyper::http::Error>,
         want_reply: bool,
     ) -> Attempt {
-        let mut request = Some(request);
+        let mut request = None;
         let (mut conn, response) = loop {
             let mut conn = match self.connection(authority).await {
                 Ok(conn) => conn,
@@ -329,11 +322,8 @@ impl Session {
 
 /// The request target of `url` on the wire: its path and query.
 fn origin_form(url: &Uri) -> Uri {
-    match url.path_and_query() {
-        Some(path) if url.scheme().is_some() => Uri::from(path.clone()),
-        Some(_) => url.clone(),
-        None => Uri::from_static("/"),
-    }
+    url.path_and_query()
+        .map_or(Uri::from_static("/"), |path| Uri::from(path.clone()))
 }
 
 /// The `Host` header for `authority`: without user information, and without the port when
@@ -365,22 +355,23 @@ fn chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Reads the body to its end (so the connection can be used again), keeping at most
-/// `limit` bytes; the flag says whether there was more.
+/// `limit` bytes; the flag says whether there was more. Reading stops once past `limit` or
+/// [`DRAIN_LIMIT`], whichever is larger: a body that long, or endless, is not drained, and
+/// its connection is closed rather than kept.
 async fn read_limited(mut body: Incoming, limit: usize) -> Result<(Bytes, bool), hyper::Error> {
     let mut out = Vec::new();
-    let mut more = false;
+    let mut read = 0;
     while let Some(frame) = body.frame().await {
         if let Ok(data) = frame?.into_data() {
+            read += data.len();
             let room = limit.saturating_sub(out.len());
-            if data.len() > room {
-                more = true;
-                out.extend_from_slice(&data[..room]);
-            } else {
-                out.extend_from_slice(&data);
+            out.extend_from_slice(&data[..data.len().min(room)]);
+            if read > limit.max(DRAIN_LIMIT) {
+                return Ok((Bytes::from(out), true));
             }
         }
     }
-    Ok((Bytes::from(out), more))
+    Ok((Bytes::from(out), read > limit))
 }
 
 /// `Retry-After` as delay-seconds or an HTTP date.

@@ -248,7 +248,7 @@ fn binary_binding(record: &Record) -> Option<Event> {
     ));
     Some(Event {
         id: id
-            .unwrap_or_else(|| format!("partition:{}/offset:{}", record.partition, record.offset)),
+            .unwrap_or_else(|| position("partition:", record.partition, "/offset:", record.offset)),
         headers,
         body: record.value.clone().unwrap_or_default(),
     })

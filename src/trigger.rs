@@ -431,6 +431,10 @@ impl Trigger {
                             }
                             match messages.next().now_or_never() {
                                 Some(Some(Ok(message))) => full = self.accept(&message),
+                                Some(Some(Err(err))) => {
+                                    self.consumer_error(&err, &mut last_error);
+                                    break;
+                                }
                                 _ => break,
                             }
                         }
@@ -441,17 +445,20 @@ impl Trigger {
                         }
                     }
                     None => break,
-                    Some(Err(err)) => {
-                        if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
-                            warn!(trigger = %self.name, error = %err, "Consumer error.");
-                            last_error = Some(Instant::now());
-                        }
-                    }
+                    Some(Err(err)) => self.consumer_error(&err, &mut last_error),
                 },
             }
         }
         drop(messages);
         self.drain(deliveries, abandon, grace).await;
+    }
+
+    /// Logs a consumer error, at most one each 10 s.
+    fn consumer_error(&self, err: &rdkafka::error::KafkaError, last_error: &mut Option<Instant>) {
+        if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+            warn!(trigger = %self.name, error = %err, "Consumer error.");
+            *last_error = Some(Instant::now());
+        }
     }
 
     /// Rejoins the group after [`REJOIN_AFTER`] without partitions.
