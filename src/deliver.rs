@@ -5,7 +5,10 @@ pub mod conn;
 pub mod pipeline;
 
 use std::{
+    future::{Future, poll_fn},
+    pin::{Pin, pin},
     sync::Arc,
+    task::Poll,
     time::{Duration, SystemTime},
 };
 
@@ -18,6 +21,7 @@ use hyper::{
     http::uri::Authority,
 };
 use rand::Rng;
+use tokio::time::{Instant, Sleep};
 
 use crate::{
     config::{Backoff, Delivery},
@@ -124,6 +128,7 @@ impl Invoker {
         Session {
             pool: self.pool.clone(),
             held: None,
+            timer: None,
         }
     }
 
@@ -147,6 +152,10 @@ impl Invoker {
 pub struct Session {
     pool: Arc<Pool>,
     held: Option<Conn>,
+    /// The timer of the requests' timeouts, kept from one request to the next. It is moved
+    /// only when it fires before the running request's deadline, so a run of quick requests
+    /// costs no timer registration each.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Drop for Session {
@@ -194,13 +203,42 @@ impl Session {
             }
             request.body(Full::new(event.body.clone()))
         };
-        match tokio::time::timeout(timeout, self.exchange(authority, build, want_reply)).await {
-            Ok(attempt) => attempt,
-            Err(_) => Attempt::Retry {
-                failure: failure("timeout", format!("no answer within {timeout:?}")),
-                retry_after: None,
-            },
-        }
+        // A timeout too long for the clock (a config may say "1000000y") never fires.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        let mut timer = match self.timer.take() {
+            // A timer set later than this deadline (a longer timeout before) is set again.
+            Some(mut timer) if timer.deadline() > deadline => {
+                timer.as_mut().reset(deadline);
+                timer
+            }
+            Some(timer) => timer,
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let attempt = {
+            let mut exchange = pin!(self.exchange(authority, build, want_reply));
+            poll_fn(|cx| {
+                if let Poll::Ready(attempt) = exchange.as_mut().poll(cx) {
+                    return Poll::Ready(Some(attempt));
+                }
+                // The timer fired at an earlier request's deadline: on to this one's.
+                while timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(None);
+                    }
+                    timer.as_mut().reset(deadline);
+                }
+                Poll::Pending
+            })
+            .await
+        };
+        self.timer = Some(timer);
+        attempt.unwrap_or_else(|| Attempt::Retry {
+            failure: failure("timeout", format!("no answer within {timeout:?}")),
+            retry_after: None,
+        })
     }
 
     /// A connection to `authority`: the one held since the last request, an idle pooled
@@ -484,6 +522,76 @@ mod tests {
             retry_delay(&d, 1, Some(Duration::from_secs(3600))),
             Duration::from_secs(30)
         );
+    }
+
+    /// A function on 127.0.0.1 that answers its `n`th request (on one keep-alive connection)
+    /// after `delays[n]`, and never answers those past the list.
+    async fn slow_function(delays: Vec<Duration>) -> Uri {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            for delay in delays {
+                // One request: headers, then a body of its Content-Length.
+                loop {
+                    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length: usize = text[..end]
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        if buf.len() >= end + 4 + length {
+                            drop(buf.drain(..end + 4 + length));
+                            break;
+                        }
+                    }
+                    let mut chunk = [0u8; 4096];
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "the client closed the connection");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                tokio::time::sleep(delay).await;
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+            // Holds the connection open, unanswered.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }));
+        format!("http://{addr}/").parse().unwrap()
+    }
+
+    fn event() -> Event {
+        Event {
+            id: "partition:0/offset:0".into(),
+            headers: Vec::new(),
+            body: Bytes::from_static(b"x"),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_request_of_a_session_gets_its_whole_timeout() {
+        // The session's timer is first set for the quick request's deadline (t = 2 s). The
+        // second request starts at 1.5 s and is answered at 2.5 s, within its own 2 s: it
+        // must not be cut off at the first deadline. The third is never answered.
+        let timeout = Duration::from_secs(2);
+        let url = slow_function(vec![Duration::ZERO, Duration::from_secs(1)]).await;
+        let mut session = Invoker::new().session();
+        let quick = session.attempt(&url, &event(), timeout, false).await;
+        assert!(matches!(quick, Attempt::Delivered { .. }), "{quick:?}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let slow = session.attempt(&url, &event(), timeout, false).await;
+        assert!(matches!(slow, Attempt::Delivered { .. }), "{slow:?}");
+        let started = std::time::Instant::now();
+        let never = session.attempt(&url, &event(), timeout, false).await;
+        match never {
+            Attempt::Retry { failure, .. } => assert_eq!(failure.code, "timeout"),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() >= timeout, "cut off early");
     }
 
     #[test]

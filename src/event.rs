@@ -6,7 +6,7 @@
 //! Binary type, they are sent base64-encoded, and the `sluicebase64` extension lists the
 //! attributes so encoded (for example `key,kafkaheadertrace`).
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::Arc};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use bytes::Bytes;
@@ -33,8 +33,8 @@ const PREFER: HeaderName = HeaderName::from_static("prefer");
 /// A Kafka record, owned, as consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// Topic.
-    pub topic: String,
+    /// Topic, shared by the records taken from it.
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: i32,
     /// Offset.

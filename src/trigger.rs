@@ -65,10 +65,11 @@ const READY_BATCH: usize = 256;
 
 /// A partition within one assignment: a partition revoked and assigned again gets a new
 /// generation, so late outcomes of the old assignment cannot touch the new one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// The number alone names it, so lanes and records refer to their partition without
+/// sharing (and counting references to) its topic's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Slot {
-    topic: Arc<str>,
-    partition: i32,
     generation: u64,
 }
 
@@ -82,7 +83,8 @@ struct Work {
 
 #[derive(Debug)]
 struct PartitionState {
-    generation: u64,
+    topic: Arc<str>,
+    partition: i32,
     offsets: PartitionOffsets,
     /// Records of this partition taken and not yet final (in flight or waiting).
     buffered: usize,
@@ -91,9 +93,10 @@ struct PartitionState {
 /// What the poller, the delivery tasks and the rebalance callback share.
 #[derive(Debug, Default)]
 struct State {
-    partitions: HashMap<(Arc<str>, i32), PartitionState, RandomState>,
-    /// The topics seen, so each record's slot shares its topic's name.
-    topics: Vec<Arc<str>>,
+    /// The partitions assigned, by their slot's generation.
+    partitions: HashMap<u64, PartitionState, RandomState>,
+    /// The generation of each assigned partition, by topic and partition.
+    assigned: HashMap<Arc<str>, HashMap<i32, u64, RandomState>, RandomState>,
     lanes: Lanes<Slot, Work>,
     in_flight: usize,
     buffered: usize,
@@ -213,21 +216,28 @@ fn block<R>(f: impl FnOnce() -> R) -> R {
 /// Stops the revoked partitions: drops their waiting records (the next owner reads them
 /// again), waits (bounded) for their deliveries, and returns the offsets to commit.
 fn revoke(shared: &Shared, revoked: &[(String, i32)], wait: Duration) -> TopicPartitionList {
-    let is_revoked =
-        |topic: &str, partition: i32| revoked.iter().any(|(t, p)| t == topic && *p == partition);
     let mut state = shared.lock();
-    let dropped = state
-        .lanes
-        .purge(|slot| is_revoked(&slot.topic, slot.partition));
+    let mut slots = Vec::with_capacity(revoked.len());
+    for (topic, partition) in revoked {
+        if let Some(partitions) = state.assigned.get_mut(topic.as_str()) {
+            slots.extend(partitions.remove(partition));
+            if partitions.is_empty() {
+                let _ = state.assigned.remove(topic.as_str());
+            }
+        }
+    }
+    let dropped = state.lanes.purge(|slot| slots.contains(&slot.generation));
     state.buffered -= dropped.len();
     state.buffered_bytes -= dropped.iter().map(|w| w.size).sum::<usize>();
     let deadline = Instant::now() + wait;
     state.revoking += 1;
     loop {
-        let busy = state
-            .partitions
-            .iter()
-            .any(|((t, p), s)| is_revoked(t, *p) && s.offsets.in_flight > 0);
+        let busy = slots.iter().any(|g| {
+            state
+                .partitions
+                .get(g)
+                .is_some_and(|s| s.offsets.in_flight > 0)
+        });
         let now = Instant::now();
         if !busy || now >= deadline {
             break;
@@ -240,15 +250,13 @@ fn revoke(shared: &Shared, revoked: &[(String, i32)], wait: Duration) -> TopicPa
     }
     state.revoking -= 1;
     let mut commit = TopicPartitionList::new();
-    state.partitions.retain(|(topic, partition), s| {
-        if !is_revoked(topic, *partition) {
-            return true;
+    for generation in slots {
+        if let Some(s) = state.partitions.remove(&generation)
+            && let Some(offset) = s.offsets.watermark()
+        {
+            let _ = commit.add_partition_offset(&s.topic, s.partition, Offset::Offset(offset));
         }
-        if let Some(offset) = s.offsets.watermark() {
-            let _ = commit.add_partition_offset(topic, *partition, Offset::Offset(offset));
-        }
-        false
-    });
+    }
     commit
 }
 
@@ -403,6 +411,8 @@ impl Trigger {
         let mut full_since = None::<tokio::time::Instant>;
         // One stream for the trigger's life: each `recv` would register and drop a waker.
         let mut messages = self.consumer.stream();
+        // The topics seen, so the records of each share its name.
+        let mut topics = Vec::<Arc<str>>::new();
         loop {
             let (full, paused) = self.fullness();
             if !full {
@@ -421,7 +431,7 @@ impl Trigger {
                 _ = tokio::time::sleep_until(pause_at), if full && !paused => self.pause(),
                 message = messages.next(), if !full || paused => match message {
                     Some(Ok(message)) => {
-                        let mut full = self.accept(&message);
+                        let mut full = self.accept(&message, &mut topics);
                         drop(message);
                         // Take what else is ready in one go, without a round of the select
                         // (and its registrations) per record.
@@ -430,7 +440,9 @@ impl Trigger {
                                 break;
                             }
                             match messages.next().now_or_never() {
-                                Some(Some(Ok(message))) => full = self.accept(&message),
+                                Some(Some(Ok(message))) => {
+                                    full = self.accept(&message, &mut topics);
+                                }
                                 Some(Some(Err(err))) => {
                                     self.consumer_error(&err, &mut last_error);
                                     break;
@@ -482,33 +494,31 @@ impl Trigger {
     }
 
     /// Takes a consumed record into its lane; returns whether the trigger is now full.
-    fn accept(&self, message: &BorrowedMessage<'_>) -> bool {
-        let record = owned(message);
+    fn accept(&self, message: &BorrowedMessage<'_>, topics: &mut Vec<Arc<str>>) -> bool {
+        let record = owned(message, topics);
         self.pipeline.metrics.received();
         let size = record.size();
         let mut state = self.shared.lock();
-        let topic = match state
-            .topics
-            .iter()
-            .find(|t| t.as_ref() == record.topic.as_str())
-        {
-            Some(topic) => topic.clone(),
-            None => {
-                let topic = Arc::<str>::from(record.topic.as_str());
-                state.topics.push(topic.clone());
-                topic
-            }
-        };
-        let key = (topic, record.partition);
-        let generation = match state.partitions.get(&key) {
-            Some(p) => p.generation,
+        let assigned = state
+            .assigned
+            .get(&*record.topic)
+            .and_then(|p| p.get(&record.partition))
+            .copied();
+        let generation = match assigned {
+            Some(generation) => generation,
             None => {
                 state.next_generation += 1;
                 let generation = state.next_generation;
+                let _ = state
+                    .assigned
+                    .entry(record.topic.clone())
+                    .or_default()
+                    .insert(record.partition, generation);
                 let _ = state.partitions.insert(
-                    key.clone(),
+                    generation,
                     PartitionState {
-                        generation,
+                        topic: record.topic.clone(),
+                        partition: record.partition,
                         offsets: PartitionOffsets::default(),
                         buffered: 0,
                     },
@@ -516,25 +526,19 @@ impl Trigger {
                 generation
             }
         };
-        if let Some(p) = state.partitions.get_mut(&key) {
+        if let Some(p) = state.partitions.get_mut(&generation) {
             p.offsets.track(record.offset);
             p.buffered += 1;
         }
-        let slot = Slot {
-            topic: key.0,
-            partition: key.1,
-            generation,
-        };
+        let slot = Slot { generation };
         let lane = match (self.ordering, &record.key) {
-            (Ordering::Partition, _) => Lane::Partition(slot.clone()),
-            (Ordering::Key, Some(k)) => Lane::Key(slot.clone(), k.clone()),
+            (Ordering::Partition, _) => Lane::Partition(slot),
+            (Ordering::Key, Some(k)) => Lane::Key(slot, k.clone()),
             (Ordering::Key, None) | (Ordering::Unordered, _) => Lane::Free,
         };
         state.buffered += 1;
         state.buffered_bytes += size;
-        state
-            .lanes
-            .push(lane, slot.clone(), Work { record, slot, size });
+        state.lanes.push(lane, slot, Work { record, slot, size });
         state.fullness(self.high_mark())
     }
 
@@ -603,14 +607,15 @@ impl Trigger {
         let mut list = TopicPartitionList::new();
         {
             let mut state = self.shared.lock();
-            for ((topic, partition), p) in state.partitions.iter_mut() {
+            for p in state.partitions.values_mut() {
                 let offset = if all {
                     p.offsets.watermark()
                 } else {
                     p.offsets.take_commit()
                 };
                 if let Some(offset) = offset {
-                    let _ = list.add_partition_offset(topic, *partition, Offset::Offset(offset));
+                    let _ =
+                        list.add_partition_offset(&p.topic, p.partition, Offset::Offset(offset));
                 }
             }
         }
@@ -685,8 +690,7 @@ fn take(state: &mut State, max_in_flight: usize) -> Option<(Lane<Slot>, Work)> {
     }
     let (lane, work) = state.lanes.next()?;
     state.in_flight += 1;
-    let key = (work.slot.topic.clone(), work.slot.partition);
-    if let Some(p) = state.partitions.get_mut(&key) {
+    if let Some(p) = state.partitions.get_mut(&work.slot.generation) {
         p.offsets.in_flight += 1;
     }
     Some((lane, work))
@@ -710,10 +714,9 @@ fn finish(
         state.in_flight -= 1;
         state.buffered -= 1;
         state.buffered_bytes -= work.size;
-        let key = (work.slot.topic.clone(), work.slot.partition);
-        if let Some(p) = state.partitions.get_mut(&key)
-            && p.generation == work.slot.generation
-        {
+        // A partition revoked (and perhaps assigned again, with a new generation) since
+        // the record was taken has no state under this generation any more.
+        if let Some(p) = state.partitions.get_mut(&work.slot.generation) {
             p.offsets.in_flight -= 1;
             p.buffered -= 1;
             if outcome.is_some() {
@@ -734,8 +737,18 @@ fn finish(
     next
 }
 
-/// Copies a consumed message out of librdkafka's buffers.
-fn owned(message: &BorrowedMessage<'_>) -> Record {
+/// Copies a consumed message out of librdkafka's buffers. The records of a topic share its
+/// name, from `topics`.
+fn owned(message: &BorrowedMessage<'_>, topics: &mut Vec<Arc<str>>) -> Record {
+    let name = message.topic();
+    let topic = match topics.iter().find(|t| t.as_ref() == name) {
+        Some(topic) => topic.clone(),
+        None => {
+            let topic = Arc::<str>::from(name);
+            topics.push(topic.clone());
+            topic
+        }
+    };
     let headers = message
         .headers()
         .map(|list| {
@@ -745,7 +758,7 @@ fn owned(message: &BorrowedMessage<'_>) -> Record {
         })
         .unwrap_or_default();
     Record {
-        topic: message.topic().to_owned(),
+        topic,
         partition: message.partition(),
         offset: message.offset(),
         timestamp: message.timestamp().to_millis(),

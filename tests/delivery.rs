@@ -829,3 +829,87 @@ async fn connections_the_function_closes_after_each_answer_lose_and_repeat_nothi
     }
     sluice.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_joining_mid_stream_takes_partitions_without_loss_or_repeats() {
+    // Two replicas of one trigger (one consumer group), each calling a function of its own,
+    // so what each delivered is known. The second joins while the first is busy with a
+    // backlog: the first must hand over the revoked partitions (stop taking their records,
+    // finish those in flight, commit) so that the second starts right after them.
+    const RECORDS: usize = 3000;
+    let first = Function::start(|_, _| Answer::ok().after(Duration::from_millis(5))).await;
+    let second = Function::start(|_, _| Answer::ok().after(Duration::from_millis(5))).await;
+    let extra = "    ordering: partition\n    max_in_flight: 8\n";
+    let yaml = trigger_yaml("shared", 4, &first.url(), extra);
+    let sluice = InProcess::start(&yaml).await;
+    let records = (0..RECORDS)
+        .map(|n| rec(&format!("k{n}"), &n.to_string()))
+        .collect();
+    produce_all(&sluice.bootstrap, "shared", records).await;
+    first.wait_for(200, WAIT).await;
+    let text = format!(
+        "kafka:\n  bootstrap_servers: \"{}\"\ntriggers:\n  - name: t\n    topics: [shared]\n    url: {}\n    initial_offset: earliest\n{extra}",
+        sluice.bootstrap,
+        second.url()
+    );
+    let config = sluice::config::parse(&text, "replica.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let replica = sluice::app::Running::start(
+        &config,
+        sluice::app::RunOptions {
+            admin: false,
+            triggers: true,
+            grace: Duration::from_secs(10),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    let ids = |f: &Function| -> Vec<String> {
+        f.received()
+            .iter()
+            .map(|r| r.header("ce-id").unwrap().to_owned())
+            .collect()
+    };
+    let deadline = Instant::now() + WAIT;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    while seen.len() < RECORDS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {RECORDS} delivered",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen.clear();
+        for id in ids(&first).into_iter().chain(ids(&second)) {
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    let (by_first, by_second) = (first.count(), second.count());
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    println!(
+        "first replica delivered {by_first}, second {by_second}, repeated {}",
+        repeated.len()
+    );
+    assert!(by_second > 0, "the joining replica was given no partition");
+    assert!(by_first > 200, "the first replica stopped at the hand-over");
+    assert!(
+        repeated.is_empty(),
+        "delivered more than once: {repeated:?}"
+    );
+    // Every partition's records arrived in order at whichever replica had it.
+    for f in [&first, &second] {
+        let mut last: HashMap<String, i64> = HashMap::new();
+        for r in f.received() {
+            let partition = r.header("ce-knativekafkapartition").unwrap().to_owned();
+            let offset: i64 = r.header("ce-knativekafkaoffset").unwrap().parse().unwrap();
+            if let Some(before) = last.insert(partition.clone(), offset) {
+                assert!(
+                    before < offset,
+                    "partition {partition}: {offset} after {before}"
+                );
+            }
+        }
+    }
+    replica.shutdown(Duration::from_secs(10)).await;
+    sluice.stop().await;
+}

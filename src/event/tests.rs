@@ -266,3 +266,21 @@ fn positions_are_written_in_decimal() {
         "partition:-1#-9223372036854775808"
     );
 }
+
+#[test]
+fn keys_and_names_that_need_escapes_are_percent_encoded() {
+    let mut record = record();
+    record.key = Some(Bytes::from_static("a b%\"ï".as_bytes()));
+    record.topic = "t opic".into();
+    let mut settings = settings();
+    settings.trigger = "tr%g".into();
+    let event = from_record(&record, &settings);
+    assert_eq!(header(&event, "ce-key"), Some("a%20b%25%22%C3%AF"));
+    assert_eq!(header(&event, "ce-partitionkey"), Some("a%20b%25%22%C3%AF"));
+    assert_eq!(header(&event, "ce-source"), Some("/sluice/tr%25g#t%20opic"));
+    settings.source = Some("urn:a b".into());
+    settings.event_type = Some("t\u{e9}".into());
+    let event = from_record(&record, &settings);
+    assert_eq!(header(&event, "ce-source"), Some("urn:a%20b"));
+    assert_eq!(header(&event, "ce-type"), Some("t%C3%A9"));
+}
