@@ -651,15 +651,21 @@ fn check_topics(report: &mut Report<'_>, path: &str, topics: &[String]) {
     }
 }
 
+/// Functions are called over plain HTTP; an `https` URL is refused here, since it could
+/// never be called.
 fn check_url(report: &mut Report<'_>, path: &str, url: &Url) {
-    if !matches!(url.scheme(), "http" | "https") {
-        report.add(
+    match url.scheme() {
+        "http" => {}
+        "https" => report.add(
             path,
             format!(
-                "the URL must use http or https, not `{}`: {url}",
-                url.scheme()
+                "https is not supported: sluice calls functions over plain http (put a TLS proxy in front of a function that needs it): {url}"
             ),
-        );
+        ),
+        scheme => report.add(
+            path,
+            format!("the URL must use http, not `{scheme}`: {url}"),
+        ),
     }
 }
 

@@ -351,8 +351,8 @@ fn dead_letter_takes_every_documented_form() {
         DeadLetter::Topic("failed".to_owned())
     );
     assert_eq!(
-        dead_letter("    dead_letter:\n      url: https://dlq.example/x\n"),
-        DeadLetter::Url(Url::parse("https://dlq.example/x").unwrap())
+        dead_letter("    dead_letter:\n      url: http://dlq.example/x\n"),
+        DeadLetter::Url(Url::parse("http://dlq.example/x").unwrap())
     );
     for (bad, words) in [
         ("    dead_letter: nothing\n", "expected `none`"),
@@ -361,7 +361,14 @@ fn dead_letter_takes_every_documented_form() {
             "    dead_letter: {topic: a, url: 'http://h/'}\n",
             "not both",
         ),
-        ("    dead_letter: {url: 'ftp://h/'}\n", "http or https"),
+        (
+            "    dead_letter: {url: 'ftp://h/'}\n",
+            "must use http, not `ftp`",
+        ),
+        (
+            "    dead_letter: {url: 'https://h/'}\n",
+            "https is not supported",
+        ),
         (
             "    dead_letter: {topic: a, queue: b}\n",
             "unknown key `queue`",
@@ -670,7 +677,7 @@ triggers:
         "topics: []",
         "at least one topic",
     );
-    expect(&found, text, "triggers[3].url", "mailto", "http or https");
+    expect(&found, text, "triggers[3].url", "mailto", "must use http");
     expect(
         &found,
         text,
@@ -901,4 +908,17 @@ fn an_item_missing_a_required_key_is_still_checked() {
         "longer than zero",
     );
     assert_eq!(found.len(), 3, "{found:#?}");
+}
+
+#[test]
+fn an_https_function_url_is_refused_with_the_reason() {
+    let text = "triggers:\n  - name: t\n    topics: [a]\n    url: https://fn.example/\n";
+    let found = problems(text);
+    expect(
+        &found,
+        text,
+        "triggers[0].url",
+        "https://fn.example/",
+        "https is not supported",
+    );
 }
