@@ -60,11 +60,8 @@ const HARD_MARK: usize = 4;
 /// one, but librdkafka drops the prefetched records and reads them again on resume.
 const PAUSE_AFTER: Duration = Duration::from_secs(5);
 
-/// At most this many records ready in the consumer's queue are taken in one go...
+/// At most this many records ready in the consumer's queue are taken in one go.
 const READY_BATCH: usize = 256;
-
-/// ...and no more once their sizes reach this.
-const READY_BYTES: usize = 1024 * 1024;
 
 /// A partition within one assignment: a partition revoked and assigned again gets a new
 /// generation, so late outcomes of the old assignment cannot touch the new one.
@@ -136,51 +133,6 @@ impl State {
                 .any(|p| p.buffered <= p.offsets.in_flight);
         }
         self.full
-    }
-
-    /// Takes a consumed record into its lane.
-    fn take_in(&mut self, record: Record, ordering: Ordering) {
-        let size = record.size();
-        let assigned = self
-            .assigned
-            .get(&*record.topic)
-            .and_then(|p| p.get(&record.partition))
-            .copied();
-        let generation = match assigned {
-            Some(generation) => generation,
-            None => {
-                self.next_generation += 1;
-                let generation = self.next_generation;
-                let _ = self
-                    .assigned
-                    .entry(record.topic.clone())
-                    .or_default()
-                    .insert(record.partition, generation);
-                let _ = self.partitions.insert(
-                    generation,
-                    PartitionState {
-                        topic: record.topic.clone(),
-                        partition: record.partition,
-                        offsets: PartitionOffsets::default(),
-                        buffered: 0,
-                    },
-                );
-                generation
-            }
-        };
-        if let Some(p) = self.partitions.get_mut(&generation) {
-            p.offsets.track(record.offset);
-            p.buffered += 1;
-        }
-        let slot = Slot { generation };
-        let lane = match (ordering, &record.key) {
-            (Ordering::Partition, _) => Lane::Partition(slot),
-            (Ordering::Key, Some(k)) => Lane::Key(slot, k.clone()),
-            (Ordering::Key, None) | (Ordering::Unordered, _) => Lane::Free,
-        };
-        self.buffered += 1;
-        self.buffered_bytes += size;
-        self.lanes.push(lane, slot, Work { record, slot, size });
     }
 
     /// Whether a paused trigger has drained enough to resume.
@@ -461,7 +413,6 @@ impl Trigger {
         let mut messages = self.consumer.stream();
         // The topics seen, so the records of each share its name.
         let mut topics = Vec::<Arc<str>>::new();
-        let mut run = Vec::with_capacity(READY_BATCH);
         loop {
             let (full, paused) = self.fullness();
             if !full {
@@ -480,20 +431,19 @@ impl Trigger {
                 _ = tokio::time::sleep_until(pause_at), if full && !paused => self.pause(),
                 message = messages.next(), if !full || paused => match message {
                     Some(Ok(message)) => {
-                        let mut bytes = 0;
-                        let record = owned(&message, &mut topics);
+                        let mut full = self.accept(&message, &mut topics);
                         drop(message);
-                        bytes += record.size();
-                        run.push(record);
                         // Take what else is ready in one go, without a round of the select
-                        // (and its registrations) per record, and hand the run over under
-                        // one lock.
-                        while run.len() < READY_BATCH && bytes < READY_BYTES {
+                        // (and its registrations) per record. Each record goes into its lane
+                        // before the consumer is polled again: a revoke runs inside a poll,
+                        // and can drop only records that are in their lanes.
+                        for _ in 1..READY_BATCH {
+                            if full {
+                                break;
+                            }
                             match messages.next().now_or_never() {
                                 Some(Some(Ok(message))) => {
-                                    let record = owned(&message, &mut topics);
-                                    bytes += record.size();
-                                    run.push(record);
+                                    full = self.accept(&message, &mut topics);
                                 }
                                 Some(Some(Err(err))) => {
                                     self.consumer_error(&err, &mut last_error);
@@ -502,7 +452,6 @@ impl Trigger {
                                 _ => break,
                             }
                         }
-                        self.accept(&mut run);
                         self.dispatch(&deliveries, &abandon);
                         if self.fullness() == (true, true) {
                             // Partitions assigned since the pause must stop too.
@@ -546,14 +495,53 @@ impl Trigger {
         }
     }
 
-    /// Takes consumed records into their lanes (emptying `run`).
-    fn accept(&self, run: &mut Vec<Record>) {
-        self.pipeline.metrics.received(run.len() as u64);
+    /// Takes a consumed record into its lane; returns whether the trigger is now full.
+    fn accept(&self, message: &BorrowedMessage<'_>, topics: &mut Vec<Arc<str>>) -> bool {
+        let record = owned(message, topics);
+        self.pipeline.metrics.received();
+        let size = record.size();
         let mut state = self.shared.lock();
-        for record in run.drain(..) {
-            state.take_in(record, self.ordering);
+        let assigned = state
+            .assigned
+            .get(&*record.topic)
+            .and_then(|p| p.get(&record.partition))
+            .copied();
+        let generation = match assigned {
+            Some(generation) => generation,
+            None => {
+                state.next_generation += 1;
+                let generation = state.next_generation;
+                let _ = state
+                    .assigned
+                    .entry(record.topic.clone())
+                    .or_default()
+                    .insert(record.partition, generation);
+                let _ = state.partitions.insert(
+                    generation,
+                    PartitionState {
+                        topic: record.topic.clone(),
+                        partition: record.partition,
+                        offsets: PartitionOffsets::default(),
+                        buffered: 0,
+                    },
+                );
+                generation
+            }
+        };
+        if let Some(p) = state.partitions.get_mut(&generation) {
+            p.offsets.track(record.offset);
+            p.buffered += 1;
         }
-        let _ = state.fullness(self.high_mark());
+        let slot = Slot { generation };
+        let lane = match (self.ordering, &record.key) {
+            (Ordering::Partition, _) => Lane::Partition(slot),
+            (Ordering::Key, Some(k)) => Lane::Key(slot, k.clone()),
+            (Ordering::Key, None) | (Ordering::Unordered, _) => Lane::Free,
+        };
+        state.buffered += 1;
+        state.buffered_bytes += size;
+        state.lanes.push(lane, slot, Work { record, slot, size });
+        state.fullness(self.high_mark())
     }
 
     /// Starts deliveries while there is room.
