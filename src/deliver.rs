@@ -594,6 +594,62 @@ mod tests {
         assert!(started.elapsed() >= timeout, "cut off early");
     }
 
+    /// A function that answers every request 200 with a chunked body that does not end (it
+    /// stops writing after 64 MiB, or when the client goes). Counts its connections.
+    async fn endless_function() -> (Uri, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        drop(tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let _ = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(tokio::spawn(async move {
+                    let mut head = [0u8; 4096];
+                    let _ = stream.read(&mut head).await;
+                    let mut out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                    let chunk = format!("{:x}\r\n{}\r\n", 16 * 1024, "x".repeat(16 * 1024));
+                    for _ in 0..4096 {
+                        out.extend_from_slice(chunk.as_bytes());
+                        if stream.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        out.clear();
+                    }
+                }));
+            }
+        }));
+        (format!("http://{addr}/").parse().unwrap(), connections)
+    }
+
+    #[tokio::test]
+    async fn an_endless_response_body_is_not_read_to_the_timeout() {
+        // The timeout is far longer than the test: reading the body to its end would end
+        // the attempt as a timeout, not as delivered or rejected.
+        let timeout = Duration::from_secs(600);
+        let (url, connections) = endless_function().await;
+        let mut session = Invoker::new().session();
+        let plain = session.attempt(&url, &event(), timeout, false).await;
+        assert!(
+            matches!(plain, Attempt::Delivered { reply: None, .. }),
+            "{plain:?}"
+        );
+        // A reply is wanted: the body is over the reply limit, so the event is rejected.
+        let reply = session.attempt(&url, &event(), timeout, true).await;
+        match reply {
+            Attempt::Reject { failure } => {
+                assert!(failure.message.contains("larger than"), "{failure:?}");
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        // A body not read to its end closes its connection: each attempt had a new one.
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn parses_retry_after_seconds_and_dates() {
         let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
