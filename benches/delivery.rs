@@ -392,9 +392,9 @@ fn main() {
         println!("records: {total} x 100 bytes, {PARTITIONS} partitions, embedded broker ({storage_name})");
         // Each round measures the baseline right before and right after sluice (a new
         // consumer group reads the same records again) and takes the mean, so both see the
-        // same machine; the median ratio is the figure. The plain client sends a CloudEvent's three essential headers; the figure
-        // after "same headers" is the same client sending the whole set sluice sends, which
-        // the function also has to parse.
+        // same machine; the median ratio is the figure. The plain client sends a
+        // CloudEvent's three essential headers; the figure after "same headers" is the same
+        // client sending the whole set sluice sends, which the function also has to parse.
         let (few, full) = (few_headers(), sluice_headers());
         let modes = [
             Mode {

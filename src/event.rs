@@ -394,32 +394,8 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 /// `<first><partition><second><offset>`, as in `partition:3/offset:42`.
 fn position(first: &str, partition: i32, second: &str, offset: i64) -> String {
     let mut out = String::with_capacity(first.len() + second.len() + 31);
-    out.push_str(first);
-    push_int(&mut out, partition.into());
-    out.push_str(second);
-    push_int(&mut out, offset);
+    let _ = write!(out, "{first}{partition}{second}{offset}");
     out
-}
-
-/// Appends `n` in decimal.
-fn push_int(out: &mut String, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push('-');
-    }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
 }
 
 #[cfg(test)]

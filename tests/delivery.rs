@@ -852,17 +852,7 @@ async fn a_replica_joining_mid_stream_takes_partitions_without_loss_or_repeats()
         sluice.bootstrap,
         second.url()
     );
-    let config = sluice::config::parse(&text, "replica.yaml").unwrap_or_else(|e| panic!("{e}"));
-    let replica = sluice::app::Running::start(
-        &config,
-        sluice::app::RunOptions {
-            admin: false,
-            triggers: true,
-            grace: Duration::from_secs(10),
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let replica = common::start_running(&text).await;
 
     let ids = |f: &Function| -> Vec<String> {
         f.received()

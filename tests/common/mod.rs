@@ -312,17 +312,7 @@ impl InProcess {
             "data_dir: {}\nembedded:\n  listen: \"{listen}\"\n{yaml}",
             dir.path().display()
         );
-        let config = sluice::config::parse(&text, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
-        let running = sluice::app::Running::start(
-            &config,
-            sluice::app::RunOptions {
-                admin: false,
-                triggers: true,
-                grace: Duration::from_secs(10),
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        let running = start_running(&text).await;
         Self {
             bootstrap: running.bootstrap().to_owned(),
             running: Some(running),
@@ -347,6 +337,21 @@ impl InProcess {
         }
         self.dir
     }
+}
+
+/// Starts sluice in this process (triggers, no admin endpoint) from a whole config text.
+pub async fn start_running(text: &str) -> sluice::app::Running {
+    let config = sluice::config::parse(text, "test.yaml").unwrap_or_else(|e| panic!("{e}"));
+    sluice::app::Running::start(
+        &config,
+        sluice::app::RunOptions {
+            admin: false,
+            triggers: true,
+            grace: Duration::from_secs(10),
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A record to produce: key, value, headers.
