@@ -104,6 +104,8 @@ pub struct AdminState {
     metrics: Arc<Metrics>,
     status: RwLock<Status>,
     ready: AtomicBool,
+    /// Why the process is not ready, when it was marked so with a reason.
+    not_ready: RwLock<Option<String>>,
     started: Instant,
 }
 
@@ -114,6 +116,7 @@ impl AdminState {
             metrics,
             status: RwLock::new(status),
             ready: AtomicBool::new(false),
+            not_ready: RwLock::new(None),
             started: Instant::now(),
         }
     }
@@ -123,9 +126,29 @@ impl AdminState {
         self.ready.store(ready, Ordering::Release);
     }
 
-    /// Whether `/readyz` answers 200.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+    /// Marks the process not ready for good, with the reason `/readyz` gives.
+    pub fn set_not_ready(&self, reason: String) {
+        *self.not_ready.write().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        self.set_ready(false);
+    }
+
+    /// Whether `/readyz` answers 200: the process has started, is not stopping, and the
+    /// broker answered its last look. A broker that cannot serve never looks ready.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.ready.load(Ordering::Acquire) {
+            let reason = self.not_ready.read().unwrap_or_else(|e| e.into_inner());
+            return Err(reason
+                .clone()
+                .unwrap_or_else(|| "starting or stopping".to_owned()));
+        }
+        let status = self.status.read().unwrap_or_else(|e| e.into_inner());
+        if !status.broker.reachable {
+            return Err(match &status.broker.error {
+                Some(error) => format!("the broker does not answer: {error}"),
+                None => "the broker does not answer".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Changes the status report in place.
@@ -179,10 +202,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
-    if state.is_ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    match state.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -222,13 +248,38 @@ mod tests {
     #[tokio::test]
     async fn readiness_follows_state() {
         let state = Arc::new(AdminState::new(Arc::default(), Status::default()));
-        let (code, _) = get(router(state.clone()), "/readyz").await;
+        state.update_status(|s| s.broker.reachable = true);
+        let (code, body) = get(router(state.clone()), "/readyz").await;
         assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "not ready: starting or stopping\n");
         state.set_ready(true);
         let (code, body) = get(router(state.clone()), "/readyz").await;
         assert_eq!((code, body.as_str()), (StatusCode::OK, "ready\n"));
         let (code, body) = get(router(state), "/healthz").await;
         assert_eq!((code, body.as_str()), (StatusCode::OK, "ok\n"));
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_does_not_answer_is_not_ready() {
+        let state = Arc::new(AdminState::new(Arc::default(), Status::default()));
+        state.set_ready(true);
+        state.update_status(|s| {
+            s.broker.reachable = false;
+            s.broker.error = Some("timed out".into());
+        });
+        let (code, body) = get(router(state.clone()), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, "not ready: the broker does not answer: timed out\n");
+        state.update_status(|s| s.broker.reachable = true);
+        let (code, _) = get(router(state.clone()), "/readyz").await;
+        assert_eq!(code, StatusCode::OK);
+        state.set_not_ready("embedded broker stopped after a panic: boom".into());
+        let (code, body) = get(router(state), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "not ready: embedded broker stopped after a panic: boom\n"
+        );
     }
 
     #[tokio::test]

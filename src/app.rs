@@ -5,12 +5,12 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{
     admin::{self, AdminState, BrokerStatus, Status, TopicStatus, TriggerStatus},
     broker::{BrokerError, EmbeddedBroker},
-    config::{self, Config, DeadLetter, Function, InitialOffset, Storage, Target},
+    config::{self, Config, DeadLetter, Function, InitialOffset, Target},
     deliver::pipeline::{DeadLetterSink, Pipeline, TriggerMetrics},
     event::EventSettings,
     function::{Destination, Functions},
@@ -284,13 +284,7 @@ impl Running {
                     }
                     .to_owned(),
                     bootstrap: bootstrap.clone(),
-                    storage: broker.as_ref().map(|b| {
-                        match b.storage() {
-                            Storage::Sqlite => "sqlite",
-                            Storage::Memory => "memory",
-                        }
-                        .to_owned()
-                    }),
+                    storage: broker.as_ref().map(|b| b.storage().to_string()),
                     database: broker
                         .as_ref()
                         .and_then(|b| b.database())
@@ -372,18 +366,22 @@ impl Running {
         &self.state
     }
 
-    /// Resolves if the embedded broker stops by itself; never resolves otherwise.
-    pub async fn failed(&self) -> String {
-        loop {
-            if self
-                .broker
-                .as_ref()
-                .is_some_and(EmbeddedBroker::is_finished)
-            {
-                return "the embedded broker stopped".to_owned();
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+    /// Resolves if the embedded broker stops by itself, with the reason; never resolves
+    /// otherwise. From then on `/readyz` answers 503 with that reason, and the caller stops
+    /// sluice with a non-zero exit, for a supervisor to start it again: the broker's state
+    /// after a panic cannot be trusted, while everything it acknowledged is stored.
+    pub async fn failed(&mut self) -> String {
+        let Some(broker) = self.broker.as_mut() else {
+            return std::future::pending().await;
+        };
+        let reason = broker.stopped().await.to_string();
+        error!(error = %reason, "The embedded broker stopped; sluice stops too.");
+        self.state.update_status(|status| {
+            status.broker.reachable = false;
+            status.broker.error = Some(reason.clone());
+        });
+        self.state.set_not_ready(reason.clone());
+        reason
     }
 
     /// Stops everything, waiting at most `grace` for background work to finish.

@@ -91,9 +91,9 @@ pub struct BrokerArgs {
     /// Address the embedded broker listens on.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Storage of the embedded broker.
-    #[arg(long, value_enum)]
-    pub storage: Option<StorageArg>,
+    /// Storage of the embedded broker: sqlite, memory or a postgres:// URL.
+    #[arg(long, value_name = "STORAGE", value_parser = parse_storage)]
+    pub storage: Option<Storage>,
     /// Directory for durable state.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -111,15 +111,6 @@ pub struct UpArgs {
     /// Address of the admin endpoints.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
-}
-
-/// Storage choices on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StorageArg {
-    /// Durable, under the data directory.
-    Sqlite,
-    /// In memory; gone at exit.
-    Memory,
 }
 
 /// Why a command failed. Each maps to an exit code.
@@ -155,6 +146,11 @@ impl CliError {
 /// Parses a duration such as `30s` or `200ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
+}
+
+/// Parses `--storage`.
+fn parse_storage(text: &str) -> Result<Storage, String> {
+    text.parse()
 }
 
 /// Parses `name=value`.
@@ -243,7 +239,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             };
             serve(&config, options, args.grace).await
         }
-        Command::Produce(args) => produce::run(&cli.kafka(&config), &config, args).await,
+        Command::Produce(args) => produce::run(&cli.kafka(&config), args).await,
         Command::Consume(args) => consume::run(&cli.kafka(&config), args).await,
         Command::Topics { command } => topics::run(&cli.kafka(&config), &config, command).await,
         Command::Status(args) => status::run(&config, args).await,
@@ -254,11 +250,8 @@ fn apply_broker_args(mut config: Config, args: &BrokerArgs) -> Config {
     if let Some(listen) = args.listen {
         config.embedded.listen = listen;
     }
-    if let Some(storage) = args.storage {
-        config.embedded.storage = match storage {
-            StorageArg::Sqlite => Storage::Sqlite,
-            StorageArg::Memory => Storage::Memory,
-        };
+    if let Some(storage) = &args.storage {
+        config.embedded.storage = storage.clone();
     }
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
@@ -272,7 +265,7 @@ async fn serve(config: &Config, options: RunOptions, grace: Duration) -> Result<
     // process cleanly once start-up is over.
     let mut signals = shutdown::Signals::new()
         .map_err(|err| CliError::Failed(format!("cannot watch signals: {err}")))?;
-    let running = Running::start(config, options).await?;
+    let mut running = Running::start(config, options).await?;
     let outcome = tokio::select! {
         signal = signals.recv() => {
             info!(signal, grace = ?grace, "Shutting down.");

@@ -2,7 +2,7 @@
 //!
 //! The modules, in the order data flows through them:
 //! - [`config`]: the YAML file, validated into typed settings; everything else is built from it.
-//! - [`broker`]: the embedded Kafka-compatible broker (`tansu`), used when no cluster is set.
+//! - [`broker`]: the embedded Kafka-compatible broker (`nisshi`), used when no cluster is set.
 //! - [`kafka`]: librdkafka clients and topic administration shared by every command.
 //! - [`trigger`]: a trigger's consumer group, ordering lanes and offset watermark.
 //! - [`event`]: record → CloudEvent (Knative KafkaSource's HTTP binary mode).

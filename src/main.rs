@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Logs from the embedded broker's crates are noisy at info; they are kept to warnings unless
 /// asked for with RUST_LOG.
-const QUIET_DEPENDENCIES: &str = "tansu_broker=warn,tansu_storage=warn,tansu_service=warn,tansu_sans_io=warn,tansu_auth=warn,libsql=warn,rama=warn";
+const QUIET_DEPENDENCIES: &str = "nisshi_broker=warn,nisshi_storage=warn,nisshi_service=warn,nisshi_sans_io=warn,nisshi_auth=warn,libsql=warn,rama=warn,tokio_postgres=warn";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

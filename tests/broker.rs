@@ -349,3 +349,111 @@ async fn a_waiting_fetch_is_answered_when_a_record_arrives() {
         .unwrap();
     broker.shutdown().await;
 }
+
+/// A consumer with its own session timeout.
+fn member(bootstrap: &str, group: &str, topic: &str, session: Duration) -> StreamConsumer {
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", session.as_millis().to_string())
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    consumer
+}
+
+/// Polls until the consumer holds `partitions` partitions; returns how long that took.
+async fn until_assigned(consumer: &StreamConsumer, partitions: usize, limit: Duration) -> Duration {
+    let started = tokio::time::Instant::now();
+    while assigned(consumer).len() != partitions {
+        assert!(
+            started.elapsed() < limit,
+            "not assigned {partitions} partitions within {limit:?}: {:?}",
+            assigned(consumer)
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(100), consumer.recv()).await;
+    }
+    started.elapsed()
+}
+
+/// A member that closes sends LeaveGroup, and the next member is given the partitions without
+/// waiting for the leaver's session timeout (30 s here). The bound checked is a third of that
+/// timeout: what is being tested is that the broker does not wait for the session to expire,
+/// not how fast it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_leaves_cleanly_hands_its_partitions_over_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "handover", 3).await;
+    let session = Duration::from_secs(30);
+
+    for round in 0..3 {
+        let first = member(&bootstrap, "handover-group", "handover", session);
+        let _ = until_assigned(&first, 3, WAIT).await;
+        // Closing a librdkafka consumer blocks while it leaves the group.
+        tokio::task::spawn_blocking(move || drop(first))
+            .await
+            .unwrap();
+
+        let next = member(&bootstrap, "handover-group", "handover", session);
+        let took = until_assigned(&next, 3, session / 3).await;
+        println!("round {round}: the next member was assigned {took:?} after the leave");
+        tokio::task::spawn_blocking(move || drop(next))
+            .await
+            .unwrap();
+    }
+    broker.shutdown().await;
+}
+
+/// A member killed without leaving keeps its partitions until its session timeout passes,
+/// and then the next member gets them. The lower bound is what Kafka promises the killed
+/// member (less one heartbeat interval, since its last heartbeat came before the kill); the
+/// upper bound only bounds the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_member_is_replaced_after_its_session_timeout_and_not_before() {
+    if !common::python_client() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_broker(dir.path()).await;
+    let bootstrap = broker.bootstrap();
+    create_topic(&bootstrap, "replaced", 3).await;
+    let session = Duration::from_secs(6);
+
+    let mut killed = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/group_member.py"
+        ))
+        .args([&bootstrap, "replaced-group", "replaced"])
+        .arg(session.as_millis().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(killed.stdout.take().unwrap()));
+    let line = tokio::task::spawn_blocking(move || lines.next())
+        .await
+        .unwrap()
+        .expect("the member says it was assigned")
+        .unwrap();
+    assert_eq!(line, "assigned 3");
+
+    killed.kill().unwrap();
+    let _ = killed.wait();
+    let since_kill = tokio::time::Instant::now();
+    let next = member(&bootstrap, "replaced-group", "replaced", session);
+    let _ = until_assigned(&next, 3, session * 5).await;
+    let waited = since_kill.elapsed();
+    println!("the killed member's partitions moved {waited:?} after the kill");
+    assert!(
+        waited >= session - Duration::from_secs(1),
+        "the partitions moved after {waited:?}, before the {session:?} session timeout"
+    );
+    tokio::task::spawn_blocking(move || drop(next))
+        .await
+        .unwrap();
+    broker.shutdown().await;
+}

@@ -84,11 +84,13 @@ fn produce_then_consume_round_trips_keys_headers_and_values() {
         "k1:hello\nk2:wörld\nno-key-here\n".as_bytes(),
     );
     assert!(output.status.success(), "{}", stderr(&output));
-    // The topic did not exist: produce created it with the default partitions.
+    // The topic did not exist: the broker created it when the producer named it, with
+    // `embedded.default_partitions` partitions, as Kafka does with auto.create.topics.enable.
+    let output = run(&["-b", &bootstrap, "topics", "describe", "greetings"]);
     assert!(
-        stderr(&output).contains("created topic greetings with 3 partitions"),
+        stdout(&output).starts_with("topic greetings: 3 partitions"),
         "{}",
-        stderr(&output)
+        stdout(&output)
     );
 
     let output = run(&[
@@ -526,4 +528,44 @@ fn a_declared_topic_with_fewer_partitions_is_reported_not_changed() {
     let output = up.wait(Duration::from_secs(30));
     let err = stderr(&output);
     assert!(err.contains("fewer partitions than declared"), "{err}");
+}
+
+/// A panic in the embedded broker stops sluice with a non-zero exit and the cause in its
+/// log, for a supervisor to restart it; the panic comes from the broker's debug-build fault
+/// hook (tests/broker_panic.rs checks `/readyz` while it happens).
+#[test]
+fn up_exits_non_zero_when_the_embedded_broker_panics() {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: the broker's fault hook exists only in debug builds");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let broker = free_local_addr().unwrap();
+    let admin = free_local_addr().unwrap();
+    let config = dir.path().join("sluice.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {}\nembedded:\n  listen: {broker}\nadmin:\n  listen: {admin}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let up = Daemon::spawn_with_env(
+        &["-c", config.to_str().unwrap(), "up", "--grace", "2s"],
+        dir.path(),
+        &[("NISSHI_FAULT_PANIC_AFTER", "2s")],
+    );
+    let output = up.wait(Duration::from_secs(60));
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("ERROR") && log.contains("The embedded broker stopped; sluice stops too."),
+        "{log}"
+    );
+    assert!(log.contains("NISSHI_FAULT_PANIC_AFTER"), "{log}");
+    assert!(
+        log.contains("error: embedded broker stopped after a panic"),
+        "{log}"
+    );
 }

@@ -6,25 +6,9 @@ mod common;
 
 use std::process::Command;
 
-use common::{run, run_with_input, spawn_broker, stderr, stdout};
+use common::{python_client, run, run_with_input, spawn_broker, stderr, stdout};
 
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python");
-
-/// Whether `confluent_kafka` can be imported; in CI it must be.
-fn python_client() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "confluent-kafka must be installed in CI (see .ci/run)"
-        );
-        eprintln!("skipped: python3 cannot import confluent_kafka (pip install confluent-kafka)");
-    }
-    ok
-}
 
 #[test]
 fn python_producer_to_sluice_consume() {

@@ -19,10 +19,7 @@ use rdkafka::{
 };
 
 use super::{CliError, parse_key_value};
-use crate::{
-    config::Config,
-    kafka::{Created, Kafka, TopicSpec},
-};
+use crate::kafka::Kafka;
 
 /// How long the final flush may wait for acknowledgements.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -30,7 +27,8 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Arguments of `sluice produce`.
 #[derive(Debug, Clone, Args)]
 pub struct ProduceArgs {
-    /// Topic to produce to; created when missing.
+    /// Topic to produce to; a broker that auto-creates topics (the embedded one does)
+    /// creates it when missing.
     #[arg(short = 't', long)]
     pub topic: String,
     /// Key for every record.
@@ -158,14 +156,19 @@ impl Sender {
 }
 
 /// Runs `sluice produce`.
-pub async fn run(kafka: &Kafka, config: &Config, args: &ProduceArgs) -> Result<(), CliError> {
+pub async fn run(kafka: &Kafka, args: &ProduceArgs) -> Result<(), CliError> {
     if args.size == 0 && args.count.is_some() {
         return Err(CliError::Usage("--size must be at least 1".into()));
     }
     if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
         return Err(CliError::Usage("--rate must be a positive number".into()));
     }
-    ensure_topic(kafka, config, &args.topic).await?;
+    // A broker that cannot be reached is one clear error now, not a flush that times out
+    // later. The topic itself need not exist: a broker that creates topics on first use
+    // (the embedded one does) creates it when the producer names it.
+    let _ = kafka
+        .partition_counts(std::slice::from_ref(&args.topic))
+        .await?;
 
     let acks = Acks::default();
     let producer: ThreadedProducer<Acks> = kafka
@@ -198,32 +201,6 @@ pub async fn run(kafka: &Kafka, config: &Config, args: &ProduceArgs) -> Result<(
     })
     .await
     .map_err(|err| CliError::Failed(format!("producer stopped: {err}")))?
-}
-
-/// Creates the topic when missing, as a Kafka broker with `auto.create.topics.enable` would.
-async fn ensure_topic(kafka: &Kafka, config: &Config, topic: &str) -> Result<(), CliError> {
-    let counts = kafka.partition_counts(&[topic.to_owned()]).await?;
-    if counts.contains_key(topic) {
-        return Ok(());
-    }
-    let spec = config
-        .topics
-        .iter()
-        .find(|t| t.name == topic)
-        .map(|t| crate::app::topic_spec(config, t))
-        .unwrap_or_else(|| TopicSpec {
-            name: topic.to_owned(),
-            partitions: config.embedded.default_partitions,
-            replication: 1,
-            config: Default::default(),
-        });
-    if kafka.create_topic(&spec).await? == Created::Created {
-        eprintln!(
-            "created topic {} with {} partitions",
-            spec.name, spec.partitions
-        );
-    }
-    Ok(())
 }
 
 fn from_stdin(mut sender: Sender, args: &ProduceArgs) -> Result<(), CliError> {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod function;
+pub mod postgres;
 
 use std::{
     net::SocketAddr,
@@ -151,7 +152,13 @@ pub struct Daemon(pub Child);
 impl Daemon {
     /// Starts the binary in the background with its output captured.
     pub fn spawn(args: &[&str], dir: &Path) -> Self {
+        Self::spawn_with_env(args, dir, &[])
+    }
+
+    /// Starts the binary in the background with extra environment variables.
+    pub fn spawn_with_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Self {
         let child = sluice()
+            .envs(env.iter().copied())
             .args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -450,4 +457,20 @@ pub async fn committed(
         .into_iter()
         .map(|((_, p), o)| (p, o))
         .collect()
+}
+
+/// Whether `confluent_kafka` can be imported; in CI it must be.
+pub fn python_client() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "confluent-kafka must be installed in CI (see .ci/run)"
+        );
+        eprintln!("skipped: python3 cannot import confluent_kafka (pip install confluent-kafka)");
+    }
+    ok
 }

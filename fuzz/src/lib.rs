@@ -1,0 +1,76 @@
+//! What the fuzz targets share: the broker's request dispatch over a storage engine, fed
+//! one request frame at a time, as a connection's bytes are after framing.
+
+use std::sync::OnceLock;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use nisshi_broker::{Error, coordinator::group::administrator::Controller, service};
+use nisshi_service::{BytesFrameLayer, BytesFrameService, FrameRouteService};
+use nisshi_storage::{ArcDynStorage, StorageContainer};
+use rama::{Context, Layer as _, Service as _};
+use tokio::runtime::Runtime;
+use url::Url;
+
+/// The broker's request dispatch: frame decoding, then every API's service, as a broker
+/// connection runs them.
+pub struct Broker {
+    runtime: Runtime,
+    service: BytesFrameService<FrameRouteService<(), Error>>,
+}
+
+impl Broker {
+    /// A broker on `storage` (a storage URL such as `memory://fuzz/`), built once per
+    /// process.
+    pub fn get(cell: &'static OnceLock<Broker>, storage: &str) -> &'static Broker {
+        cell.get_or_init(|| {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("a runtime for the fuzzed broker");
+            let storage = Url::parse(storage).expect("a storage URL");
+            let service = runtime.block_on(async {
+                let storage = StorageContainer::builder()
+                    .cluster_id("fuzz")
+                    .node_id(1)
+                    .advertised_listener(Url::parse("tcp://127.0.0.1:9092").unwrap())
+                    .schema_registry(None)
+                    .lake_house(None)
+                    .storage(storage)
+                    .cancellation(Default::default())
+                    .silent(true)
+                    .build()
+                    .await
+                    .map(|storage| std::sync::Arc::new(storage) as ArcDynStorage)
+                    .expect("the storage builds");
+                let groups = Controller::with_storage(storage.clone()).expect("a coordinator");
+                let route = service::storage::services(
+                    FrameRouteService::<(), Error>::builder(),
+                    storage,
+                )
+                .and_then(|builder| service::coordinator::services(builder, groups))
+                .and_then(service::auth::services)
+                .and_then(|builder| builder.build().map_err(Into::into))
+                .expect("the routes build");
+                BytesFrameLayer::default().into_layer(route)
+            });
+            Broker { runtime, service }
+        })
+    }
+
+    /// Dispatches `body` as one request frame (the size prefix is added), with a bound on
+    /// how long a request may take, since some wait for records or group members.
+    pub fn request(&self, body: &[u8]) {
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(i32::try_from(body.len()).unwrap_or(i32::MAX));
+        frame.put_slice(body);
+        let frame = frame.freeze();
+        self.runtime.block_on(async {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(200),
+                self.service.serve(Context::default(), Bytes::clone(&frame)),
+            )
+            .await;
+        });
+    }
+}

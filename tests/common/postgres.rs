@@ -1,0 +1,149 @@
+//! A PostgreSQL server of the test's own, on loopback, for the embedded broker's PostgreSQL
+//! storage: initdb in a temporary directory, started with `pg_ctl`, stopped when dropped.
+//!
+//! Debian's PostgreSQL (`/usr/lib/postgresql/*/bin`) refuses to run as root, so as root the
+//! server runs as the `postgres` user. `.ci/run` installs PostgreSQL; elsewhere a machine
+//! without it skips the tests that need it, with the reason.
+
+use std::{net::Ipv4Addr, os::unix::fs::PermissionsExt, path::PathBuf, process::Command};
+
+/// A running PostgreSQL server with a database `broker`, trusted for user `sluice`.
+pub struct Postgres {
+    bin: PathBuf,
+    data: PathBuf,
+    run_as: Option<String>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    /// Starts a server, or says why it cannot and returns `None` (outside CI only).
+    pub fn start() -> Option<Self> {
+        let Some(bin) = bin_dir() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PostgreSQL must be installed in CI (see .ci/run)"
+            );
+            eprintln!("skipped: PostgreSQL is not installed (apt-get install postgresql)");
+            return None;
+        };
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let run_as = root.then(|| "postgres".to_owned());
+        let dir = tempfile::tempdir().unwrap();
+        // The server's user must reach its directories.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let data = dir.path().join("data");
+        let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let this = Self {
+            bin,
+            data,
+            run_as,
+            port,
+            _dir: dir,
+        };
+        this.run(
+            "initdb",
+            &[
+                "-D",
+                this.data.to_str().unwrap(),
+                "-U",
+                "sluice",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            this.port,
+            this._dir.path().display()
+        );
+        let log = this._dir.path().join("postgres.log");
+        this.run(
+            "pg_ctl",
+            &[
+                "-D",
+                this.data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        this.run(
+            "createdb",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &this.port.to_string(),
+                "-U",
+                "sluice",
+                "broker",
+            ],
+        );
+        Some(this)
+    }
+
+    /// The storage URL for `embedded.storage`.
+    pub fn url(&self) -> String {
+        format!("postgres://sluice@127.0.0.1:{}/broker", self.port)
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let output = match &self.run_as {
+            Some(user) => Command::new("runuser")
+                .args(["-u", user, "--"])
+                .arg(&path)
+                .args(args)
+                .current_dir("/")
+                .output(),
+            None => Command::new(&path).args(args).output(),
+        }
+        .unwrap();
+        assert!(
+            output.status.success(),
+            "{program} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.data.to_str().unwrap().to_owned();
+        let path = self.bin.join("pg_ctl");
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = match &self.run_as {
+            Some(user) => Command::new("runuser")
+                .args(["-u", user, "--"])
+                .arg(&path)
+                .args(args)
+                .current_dir("/")
+                .output(),
+            None => Command::new(&path).args(args).output(),
+        };
+    }
+}
+
+/// Debian's server binaries, newest version first.
+fn bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+        .filter(|bin| bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}

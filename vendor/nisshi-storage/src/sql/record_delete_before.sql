@@ -1,0 +1,14 @@
+-- Added for sluice's embedded broker (DeleteRecords): the records of a partition before
+-- offset $4. Their headers go first (header_delete_before.sql).
+
+delete from record
+where topition = (
+    select tp.id
+    from cluster c
+    join topic t on t.cluster = c.id
+    join topition tp on tp.topic = t.id
+    where c.name = $1
+    and t.name = $2
+    and tp.partition = $3
+)
+and offset_id < $4;
