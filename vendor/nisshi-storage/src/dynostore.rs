@@ -716,7 +716,7 @@ impl Storage for DynoStore {
         &self,
         topics: &[DeleteRecordsTopic],
     ) -> Result<Vec<DeleteRecordsTopicResult>> {
-        // Patched for sluice: DeleteRecords was `todo!()`. As in Kafka, the low watermark of
+        // Patched for sluice: DeleteRecords was a `todo` panic. As in Kafka, the low watermark of
         // each partition moves to the given offset (-1: the high watermark) and what lies
         // before it goes; records are stored a batch to an object, so a batch that straddles
         // the offset stays, and readers skip its records below the low watermark. An offset
@@ -1858,7 +1858,7 @@ impl Storage for DynoStore {
                     .resource_name(name.into())
                     .configs(Some(vec![]))),
 
-                // Patched for sluice: this was `todo!()`, reached whenever the metadata could
+                // Patched for sluice: this was a `todo` panic, reached whenever the metadata could
                 // not be read, and the first thing every Produce does.
                 Err(err) => {
                     error!(?err, name);
@@ -2200,7 +2200,7 @@ impl Storage for DynoStore {
                                         // in Kafka. Upstream overflowed the epoch and then
                                         // failed an assertion while holding the metadata
                                         // lock, so every later request failed until restart;
-                                        // a transaction without epochs reached `todo!()`.
+                                        // a transaction without epochs reached a `todo` panic.
                                         let (id, epoch) = match current {
                                             Some((current_epoch, _))
                                                 if current_epoch < i16::MAX - 1 =>

@@ -2485,7 +2485,7 @@ impl Storage for Delegate {
         let start = SystemTime::now();
         debug!(?topics);
 
-        // Patched for sluice: DeleteRecords was `todo!()`. As in Kafka, it removes the records
+        // Patched for sluice: DeleteRecords was a `todo` panic. As in Kafka, it removes the records
         // of each partition before the given offset (-1: the high watermark) and moves the
         // low watermark there; an offset past the high watermark is OFFSET_OUT_OF_RANGE.
         let pc = self.connection().await?;
@@ -2702,7 +2702,7 @@ impl Storage for Delegate {
                                 break;
                             }
                         }
-                        // Patched for sluice: these were `todo!()`.
+                        // Patched for sluice: these were `todo` panics.
                         operation @ (OpType::Append | OpType::Subtract) => {
                             let c = self.connection().await?;
 

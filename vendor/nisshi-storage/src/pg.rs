@@ -1751,7 +1751,7 @@ impl Storage for Postgres {
                                 break;
                             }
                         }
-                        // Patched for sluice: these were `todo!()`.
+                        // Patched for sluice: these were `todo` panics.
                         operation @ (OpType::Append | OpType::Subtract) => {
                             let c = self.connection().await?;
 
