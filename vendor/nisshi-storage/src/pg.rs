@@ -1876,6 +1876,15 @@ impl Storage for Postgres {
             max_bytes
         );
 
+        // Patched for sluice: the record query sizes every record from the fetch offset to
+        // its upper bound with a window function before returning any, so with the high
+        // watermark as that bound each fetch cost time in proportion to the partition's lag.
+        // A fetch now looks at most FETCH_ROWS records ahead (the broker's fetch loop asks
+        // again for more), and reads the headers of the records it returns with one query
+        // instead of one per record.
+        const FETCH_ROWS: i64 = 1000;
+        let upper = high_watermark.min(offset.saturating_add(FETCH_ROWS));
+
         let mut c = self.connection().await?;
         let tx = c.transaction().await?;
 
@@ -1889,7 +1898,7 @@ impl Storage for Postgres {
                     &topition.partition(),
                     &offset,
                     &(max_bytes as i64),
-                    &high_watermark,
+                    &upper,
                     &key,
                 ],
             )
@@ -1905,7 +1914,7 @@ impl Storage for Postgres {
                     &topition.partition(),
                     &offset,
                     &(max_bytes as i64),
-                    &high_watermark,
+                    &upper,
                 ],
             )
             .await
@@ -1913,6 +1922,26 @@ impl Storage for Postgres {
         };
 
         let mut batches = vec![];
+
+        let mut headers = match (records.first(), records.last()) {
+            (Some(first), Some(last)) => self
+                .tx_prepare_query(
+                    &tx,
+                    "header_fetch_range_pg.sql",
+                    &[
+                        &self.cluster,
+                        &base_topic,
+                        &topition.partition(),
+                        &first.try_get::<_, i64>(0)?,
+                        &last.try_get::<_, i64>(0)?,
+                    ],
+                )
+                .await
+                .inspect_err(|err| error!(?err))?,
+            _ => vec![],
+        }
+        .into_iter()
+        .peekable();
 
         if let Some(first) = records.first() {
             let mut batch_builder = Batch::builder()
@@ -2041,32 +2070,26 @@ impl Storage for Postgres {
                     .key(k)
                     .value(v);
 
-                for header in self
-                    .tx_prepare_query(
-                        &tx,
-                        "header_fetch.sql",
-                        &[
-                            &self.cluster,
-                            &topition.topic(),
-                            &topition.partition(),
-                            &offset,
-                        ],
-                    )
-                    .await
-                    .inspect(|row| debug!(?row))
-                    .inspect_err(|err| error!(?err))?
-                {
+                while let Some(header) = headers.next_if(|header| {
+                    header
+                        .try_get::<_, i64>(0)
+                        .is_ok_and(|header_offset| header_offset <= offset)
+                }) {
+                    if header.try_get::<_, i64>(0)? != offset {
+                        continue;
+                    }
+
                     let mut header_builder = Header::builder();
 
                     if let Some(k) = header
-                        .try_get::<_, Option<&[u8]>>(0)
+                        .try_get::<_, Option<&[u8]>>(1)
                         .inspect_err(|err| error!(?err))?
                     {
                         header_builder = header_builder.key(Bytes::copy_from_slice(k));
                     }
 
                     if let Some(v) = header
-                        .try_get::<_, Option<&[u8]>>(1)
+                        .try_get::<_, Option<&[u8]>>(2)
                         .inspect_err(|err| error!(?err))?
                     {
                         header_builder = header_builder.value(Bytes::copy_from_slice(v));

@@ -228,6 +228,10 @@ pub(crate) static SQL: LazyLock<Cache> = LazyLock::new(|| {
             "record_fetch_keyed.sql",
             include_sql!("sql/record_fetch_keyed.sql"),
         ),
+        (
+            "header_fetch_range_pg.sql",
+            include_sql!("pg/header_fetch_range.sql"),
+        ),
         ("record_fetch_pg.sql", include_sql!("pg/record_fetch.sql")),
         (
             "record_fetch_pg_keyed.sql",
