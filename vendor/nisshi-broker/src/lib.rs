@@ -29,6 +29,7 @@ use glob::PatternError;
 use jsonschema::ValidationError;
 use nisshi_sans_io::ErrorCode;
 use opentelemetry::{InstrumentationScope, global, metrics::Meter};
+#[cfg(feature = "otlp")]
 use opentelemetry_otlp::ExporterBuildError;
 use opentelemetry_semantic_conventions::SCHEMA_URL;
 use regex::{Regex, Replacer};
@@ -78,6 +79,7 @@ pub enum Error {
     EmptyCoordinatorWrapper,
     EmptyJoinGroupRequestProtocol,
     ExpectedJoinGroupRequestProtocol(&'static str),
+    #[cfg(feature = "otlp")]
     ExporterBuild(Arc<ExporterBuildError>),
 
     Hyper(Arc<hyper::http::Error>),
@@ -162,6 +164,7 @@ impl From<PatternError> for Error {
     }
 }
 
+#[cfg(feature = "otlp")]
 impl From<ExporterBuildError> for Error {
     fn from(value: ExporterBuildError) -> Self {
         Self::ExporterBuild(Arc::new(value))

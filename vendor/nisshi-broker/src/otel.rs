@@ -12,9 +12,13 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
+#[cfg(feature = "otlp")]
 use ::tracing::debug;
+#[cfg(feature = "otlp")]
 use opentelemetry::{KeyValue, global};
+#[cfg(feature = "otlp")]
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+#[cfg(feature = "otlp")]
 use opentelemetry_sdk::Resource;
 use url::Url;
 
@@ -32,6 +36,16 @@ pub fn init(tracing_format: TracingFormat) -> Result<Guard> {
     tracing::init_tracing_subscriber(tracing_format).map(|tracer| Guard { tracer })
 }
 
+/// Without the `otlp` feature there is no exporter: asking for one is an error, not a
+/// silently dropped setting.
+#[cfg(not(feature = "otlp"))]
+pub fn metric_exporter(endpoint: Url) -> Result<()> {
+    Err(crate::Error::Message(format!(
+        "OTLP metric export to {endpoint} needs nisshi-broker's otlp feature"
+    )))
+}
+
+#[cfg(feature = "otlp")]
 pub fn metric_exporter(endpoint: Url) -> Result<()> {
     let endpoint = endpoint
         .join("v1/metrics")
