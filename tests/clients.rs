@@ -2,6 +2,9 @@
 //! producer), kafka-python, aiokafka, and librdkafka's admin calls through Python's
 //! `confluent-kafka`. Each script in `tests/clients/` ends with a produce and a group consume
 //! that must still work, so a request that takes the broker down fails it.
+//! `hostile_requests.py` sends, byte by byte, malformed requests that made an unpatched
+//! broker abort, panic or allocate without bound (a record count of 2^32-1, a 2 GiB frame
+//! size, a JoinGroup without protocols, ...) and checks each answer's error code.
 //!
 //! `.ci/run` installs the clients. Elsewhere, a client that is not installed is skipped with
 //! the reason; in CI it must be there.
@@ -161,5 +164,19 @@ fn librdkafka_admin_calls_on_sqlite() {
 fn librdkafka_admin_calls_on_memory() {
     if python("confluent_kafka") {
         run_client("python3", "librdkafka_admin.py", "memory");
+    }
+}
+
+#[test]
+fn hostile_requests_on_sqlite() {
+    if python("kafka") {
+        run_client("python3", "hostile_requests.py", "sqlite");
+    }
+}
+
+#[test]
+fn hostile_requests_on_memory() {
+    if python("kafka") {
+        run_client("python3", "hostile_requests.py", "memory");
     }
 }

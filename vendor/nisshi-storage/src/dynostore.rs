@@ -958,6 +958,13 @@ impl Storage for DynoStore {
             return Err(Error::Api(ErrorCode::UnknownTopicOrPartition));
         }
 
+        // Patched for sluice: a batch whose records do not decode is CORRUPT_MESSAGE, as in
+        // Kafka and the other engines, which decode every batch they store. Upstream stored
+        // it as sent, and every consumer of the partition then failed on it.
+        Vec::<Record>::try_from(&deflated)
+            .inspect_err(|err| debug!(?err))
+            .map_err(|_| Error::Api(ErrorCode::CorruptMessage))?;
+
         let config = self
             .describe_config(topition.topic(), ConfigResource::Topic, None)
             .await
