@@ -4,8 +4,11 @@
 # distinct request frame in fuzz/seeds/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet
-BIN=$PWD/target/debug/sluice
+# BIN: a sluice binary to record with (default: a debug build of this checkout).
+if [ -z "${BIN:-}" ]; then
+  cargo build --quiet
+  BIN=$PWD/target/debug/sluice
+fi
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 BOOT=127.0.0.1:$PORT
 log=$(mktemp)
