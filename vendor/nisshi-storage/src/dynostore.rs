@@ -961,7 +961,7 @@ impl Storage for DynoStore {
         // Patched for sluice: a batch whose records do not decode is CORRUPT_MESSAGE, as in
         // Kafka and the other engines, which decode every batch they store. Upstream stored
         // it as sent, and every consumer of the partition then failed on it.
-        Vec::<Record>::try_from(&deflated)
+        _ = Vec::<Record>::try_from(&deflated)
             .inspect_err(|err| debug!(?err))
             .map_err(|_| Error::Api(ErrorCode::CorruptMessage))?;
 
