@@ -606,7 +606,9 @@ fn set_error_code(body: Body, error_code: ErrorCode) -> Body {
         sync.error_code = i16::from(error_code);
         sync.into()
     } else {
-        unimplemented!("{body:?}")
+        // Patched for sluice: only SyncGroup answers come here; any other body is passed on
+        // as it is rather than panicking the connection's task.
+        body
     }
 }
 
