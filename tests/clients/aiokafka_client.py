@@ -23,14 +23,14 @@ import asyncio
 import logging
 import os
 import sys
-import threading
 import time
-import traceback
 import uuid
 
 import aiokafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from checks import AsyncChecks
 
 SCRIPT_TIMEOUT_S = 150
 N = 30
@@ -47,64 +47,6 @@ logging.basicConfig(level=os.environ.get("LOG_LEVEL", "CRITICAL").upper())
 
 def name(what):
     return f"aiokafka-{what}-{SUFFIX}"
-
-
-class Checks:
-    """Runs checks (coroutines, each with a time limit), prints one line each, and bounds
-    the whole script with a watchdog thread."""
-
-    def __init__(self, label, limit_s):
-        self.label = label
-        self.failed = []
-        self.current = "start-up"
-        # The check after whose failure the broker stopped answering; later checks are not run.
-        self.down_after = None
-        watchdog = threading.Timer(limit_s, self._timed_out, args=(limit_s,))
-        watchdog.daemon = True
-        watchdog.start()
-
-    def _timed_out(self, limit_s):
-        print(f"FAIL: whole script timed out after {limit_s} s (during: {self.current})", flush=True)
-        print(f"{self.label}: {len(self.failed) + 1} check(s) failed", flush=True)
-        os._exit(1)
-
-    async def run(self, what, limit_s, coroutine, always=False):
-        """Awaits `coroutine` as one check, for at most `limit_s`. Once the broker stopped
-        answering, checks are not run, except closing ones (`always`)."""
-        if self.down_after and not always:
-            coroutine.close()
-            self.skip(what, f"the broker stopped answering after: {self.down_after}")
-            return None
-        self.current = what
-        started = time.monotonic()
-        try:
-            result = await asyncio.wait_for(coroutine, limit_s)
-        except Exception as err:  # noqa: BLE001 - every failure is reported, not raised
-            took = time.monotonic() - started
-            if isinstance(err, asyncio.TimeoutError):
-                err = TimeoutError(f"no answer within {limit_s} s")
-            print(f"FAIL: {what}: {type(err).__name__}: {err} [{took:.1f} s]", flush=True)
-            if os.environ.get("TRACEBACK"):
-                traceback.print_exc()
-            self.failed.append(what)
-            if not await probe():
-                self.down_after = what
-            return None
-        took = time.monotonic() - started
-        detail = f" ({result})" if isinstance(result, str) else ""
-        print(f"ok: {what}{detail} [{took:.1f} s]", flush=True)
-        return True if result is None else result
-
-    def skip(self, what, why):
-        print(f"FAIL: {what}: not run because {why}", flush=True)
-        self.failed.append(what)
-
-    def finish(self):
-        if self.failed:
-            print(f"{self.label}: {len(self.failed)} check(s) failed: {' | '.join(self.failed)}", flush=True)
-            os._exit(1)
-        print(f"{self.label}: all checks passed", flush=True)
-        os._exit(0)
 
 
 async def probe():
@@ -221,7 +163,7 @@ async def consume_group(topic, group, sent, limit_s=20):
 
 
 async def main():
-    checks = Checks("aiokafka", SCRIPT_TIMEOUT_S)
+    checks = AsyncChecks("aiokafka", SCRIPT_TIMEOUT_S, probe)
     print(f"aiokafka {aiokafka.__version__} against {BOOTSTRAP}", flush=True)
     topic, final_topic, missing = name("main"), name("final"), name("autocreate")
     group = name("group")

@@ -22,13 +22,13 @@ import os
 import socket
 import struct
 import sys
-import threading
 import time
-import traceback
 import uuid
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+
+from checks import Checks
 
 SCRIPT_TIMEOUT_S = 150
 N = 30
@@ -53,60 +53,6 @@ def make(cls, **config):
     if known is not None:
         config = {k: v for k, v in config.items() if k in known or k == "bootstrap_servers"}
     return cls(**config)
-
-
-class Checks:
-    """Runs checks, prints one line each, and bounds the whole script with a watchdog."""
-
-    def __init__(self, label, limit_s):
-        self.label = label
-        self.failed = []
-        self.current = "start-up"
-        # The check after whose failure the broker stopped answering; later checks are not run.
-        self.down_after = None
-        watchdog = threading.Timer(limit_s, self._timed_out, args=(limit_s,))
-        watchdog.daemon = True
-        watchdog.start()
-
-    def _timed_out(self, limit_s):
-        print(f"FAIL: whole script timed out after {limit_s} s (during: {self.current})", flush=True)
-        print(f"{self.label}: {len(self.failed) + 1} check(s) failed", flush=True)
-        os._exit(1)
-
-    def run(self, what, fn, *args, always=False, **kwargs):
-        """Runs `fn(*args, **kwargs)` as one check. Once the broker stopped answering, checks
-        are not run, except closing ones (`always`)."""
-        if self.down_after and not always:
-            self.skip(what, f"the broker stopped answering after: {self.down_after}")
-            return None
-        self.current = what
-        started = time.monotonic()
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - every failure is reported, not raised
-            took = time.monotonic() - started
-            print(f"FAIL: {what}: {type(err).__name__}: {err} [{took:.1f} s]", flush=True)
-            if os.environ.get("TRACEBACK"):
-                traceback.print_exc()
-            self.failed.append(what)
-            if not probe():
-                self.down_after = what
-            return None
-        took = time.monotonic() - started
-        detail = f" ({result})" if isinstance(result, str) else ""
-        print(f"ok: {what}{detail} [{took:.1f} s]", flush=True)
-        return True if result is None else result
-
-    def skip(self, what, why):
-        print(f"FAIL: {what}: not run because {why}", flush=True)
-        self.failed.append(what)
-
-    def finish(self):
-        if self.failed:
-            print(f"{self.label}: {len(self.failed)} check(s) failed: {' | '.join(self.failed)}", flush=True)
-            os._exit(1)
-        print(f"{self.label}: all checks passed", flush=True)
-        os._exit(0)
 
 
 def probe():
@@ -258,7 +204,7 @@ def group_round_trip(checks, label, producer, topic, tag, group):
 
 
 def main():
-    checks = Checks("kafka-python", SCRIPT_TIMEOUT_S)
+    checks = Checks("kafka-python", SCRIPT_TIMEOUT_S, probe)
     import kafka
 
     print(f"kafka-python {kafka.__version__} against {BOOTSTRAP}", flush=True)

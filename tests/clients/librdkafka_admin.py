@@ -28,9 +28,7 @@ Exit code 0 when every check passed, 1 otherwise. The whole run is bounded.
 """
 import os
 import sys
-import threading
 import time
-import traceback
 import uuid
 
 import confluent_kafka
@@ -44,6 +42,8 @@ from confluent_kafka.admin import (
     OffsetSpec,
     ResourceType,
 )
+
+from checks import Checks
 
 SCRIPT_TIMEOUT_S = 150
 REQUEST_TIMEOUT_S = 10
@@ -66,60 +66,6 @@ CLIENT = {
 
 def name(what):
     return f"librdkafka-{what}-{SUFFIX}"
-
-
-class Checks:
-    """Runs checks, prints one line each, and bounds the whole script with a watchdog."""
-
-    def __init__(self, label, limit_s):
-        self.label = label
-        self.failed = []
-        self.current = "start-up"
-        # The check after whose failure the broker stopped answering; later checks are not run.
-        self.down_after = None
-        watchdog = threading.Timer(limit_s, self._timed_out, args=(limit_s,))
-        watchdog.daemon = True
-        watchdog.start()
-
-    def _timed_out(self, limit_s):
-        print(f"FAIL: whole script timed out after {limit_s} s (during: {self.current})", flush=True)
-        print(f"{self.label}: {len(self.failed) + 1} check(s) failed", flush=True)
-        os._exit(1)
-
-    def run(self, what, fn, *args, always=False, **kwargs):
-        """Runs `fn(*args, **kwargs)` as one check. Once the broker stopped answering, checks
-        are not run, except closing ones (`always`)."""
-        if self.down_after and not always:
-            self.skip(what, f"the broker stopped answering after: {self.down_after}")
-            return None
-        self.current = what
-        started = time.monotonic()
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as err:  # noqa: BLE001 - every failure is reported, not raised
-            took = time.monotonic() - started
-            print(f"FAIL: {what}: {type(err).__name__}: {err} [{took:.1f} s]", flush=True)
-            if os.environ.get("TRACEBACK"):
-                traceback.print_exc()
-            self.failed.append(what)
-            if not probe():
-                self.down_after = what
-            return None
-        took = time.monotonic() - started
-        detail = f" ({result})" if isinstance(result, str) else ""
-        print(f"ok: {what}{detail} [{took:.1f} s]", flush=True)
-        return True if result is None else result
-
-    def skip(self, what, why):
-        print(f"FAIL: {what}: not run because {why}", flush=True)
-        self.failed.append(what)
-
-    def finish(self):
-        if self.failed:
-            print(f"{self.label}: {len(self.failed)} check(s) failed: {' | '.join(self.failed)}", flush=True)
-            os._exit(1)
-        print(f"{self.label}: all checks passed", flush=True)
-        os._exit(0)
 
 
 def probe():
@@ -452,7 +398,7 @@ def section_final(checks, admin, producer, topics):
 
 
 def main():
-    checks = Checks("librdkafka-admin", SCRIPT_TIMEOUT_S)
+    checks = Checks("librdkafka-admin", SCRIPT_TIMEOUT_S, probe)
     print(f"confluent-kafka {confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]}) against {BOOTSTRAP}", flush=True)
     topics = {what: name(what) for what in ("configs", "append", "subtract", "offsets", "delete", "final")}
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP, "socket.timeout.ms": REQUEST_TIMEOUT_S * 1000, **CLIENT})
