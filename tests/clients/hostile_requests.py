@@ -179,14 +179,18 @@ def check(what, fn):
         finish()
 
 
+def expect_code(error_code, code):
+    """Describes `error_code`, which must be `code`."""
+    if error_code != code:
+        raise AssertionError(f"error code {error_code}, expected {code}")
+    return f"error code {error_code}"
+
+
 def expect_produce_error(records, record_count, code, attributes=0):
     response = exchange(request(*produce_v3(TOPIC, 0, batch(records, record_count, attributes))))
     if response is None:
         return "connection closed"
-    error_code = produce_error(response)
-    if error_code != code:
-        raise AssertionError(f"error code {error_code}, expected {code}")
-    return f"error code {error_code}"
+    return expect_code(produce_error(response), code)
 
 
 def record(headers_count=0):
@@ -209,10 +213,7 @@ def create_topic_error(partitions, replication_factor):
 
 
 def expect_create_error(partitions, replication_factor, code):
-    error_code = create_topic_error(partitions, replication_factor)
-    if error_code != code:
-        raise AssertionError(f"error code {error_code}, expected {code}")
-    return f"error code {error_code}"
+    return expect_code(create_topic_error(partitions, replication_factor), code)
 
 
 def join_group_error(session_timeout_ms, protocols):
@@ -225,10 +226,7 @@ def join_group_error(session_timeout_ms, protocols):
 
 
 def expect_join_error(session_timeout_ms, protocols, code):
-    error_code = join_group_error(session_timeout_ms, protocols)
-    if error_code != code:
-        raise AssertionError(f"error code {error_code}, expected {code}")
-    return f"error code {error_code}"
+    return expect_code(join_group_error(session_timeout_ms, protocols), code)
 
 
 def expect_closed(frame):
@@ -258,11 +256,8 @@ def init_producer_id_half():
     response = exchange(request(22, 3, body, flexible=True))
     if response is None:
         raise AssertionError("connection closed instead of an answer")
-    r = Reader(response[1:])  # the response header's tagged fields
-    _, error_code = r.take(">ih")
-    if error_code != INVALID_REQUEST:
-        raise AssertionError(f"error code {error_code}, expected {INVALID_REQUEST}")
-    return f"error code {error_code}"
+    _, error_code = Reader(response[1:]).take(">ih")  # after the header's tagged fields
+    return expect_code(error_code, INVALID_REQUEST)
 
 
 def round_trip():

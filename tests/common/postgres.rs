@@ -99,18 +99,23 @@ impl Postgres {
         format!("postgres://sluice@127.0.0.1:{}/broker", self.port)
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// `program` of the server's binaries with `args`, as the server's user.
+    fn command(&self, program: &str, args: &[&str]) -> Command {
         let path = self.bin.join(program);
-        let output = match &self.run_as {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&path)
-                .args(args)
-                .current_dir("/")
-                .output(),
-            None => Command::new(&path).args(args).output(),
-        }
-        .unwrap();
+        let mut command = match &self.run_as {
+            Some(user) => {
+                let mut command = Command::new("runuser");
+                command.args(["-u", user, "--"]).arg(&path).current_dir("/");
+                command
+            }
+            None => Command::new(&path),
+        };
+        command.args(args);
+        command
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self.command(program, args).output().unwrap();
         assert!(
             output.status.success(),
             "{program} failed: {}{}",
@@ -123,17 +128,9 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.data.to_str().unwrap().to_owned();
-        let path = self.bin.join("pg_ctl");
-        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        let _ = match &self.run_as {
-            Some(user) => Command::new("runuser")
-                .args(["-u", user, "--"])
-                .arg(&path)
-                .args(args)
-                .current_dir("/")
-                .output(),
-            None => Command::new(&path).args(args).output(),
-        };
+        let _ = self
+            .command("pg_ctl", &["-D", data.as_str(), "-m", "immediate", "stop"])
+            .output();
     }
 }
 
