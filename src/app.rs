@@ -7,20 +7,18 @@ use tokio::{net::TcpListener, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::{
-    admin::{self, AdminState, BrokerStatus, Status, TopicStatus, TriggerStatus},
-    broker::{BrokerError, EmbeddedBroker},
-    config::{self, Config, DeadLetter, Function, InitialOffset, Target},
-    deliver::pipeline::{DeadLetterSink, Pipeline, TriggerMetrics},
-    event::EventSettings,
-    function::{Destination, Functions},
-    kafka::{ClientError, Kafka, OffsetsReader, TopicSpec},
-    metrics::{LagLabels, Metrics, PartitionLabels, TopicLabels},
-    trigger::{Trigger, TriggerProbe},
-};
+mod status;
 
-/// How often topic watermarks are read for `/metrics` and `/api/status`.
-const STATUS_INTERVAL: Duration = Duration::from_secs(2);
+use crate::{
+    admin::{self, AdminState, BrokerStatus, Status},
+    broker::{BrokerError, EmbeddedBroker},
+    config::{self, Config, DeadLetter},
+    function::Functions,
+    kafka::{ClientError, Kafka, TopicSpec},
+    metrics::Metrics,
+    trigger::{self, Trigger},
+};
+use status::TriggerView;
 
 /// Why sluice could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +30,12 @@ pub enum AppError {
     #[error(transparent)]
     Kafka(#[from] ClientError),
     /// A trigger cannot run as configured.
-    #[error("trigger {trigger}: {reason}")]
+    #[error("trigger {trigger}: {source}")]
     Trigger {
         /// The trigger's name.
         trigger: String,
         /// Why.
-        reason: String,
+        source: Box<trigger::BuildError>,
     },
     /// The admin listener could not be bound.
     #[error("cannot listen on {addr} for the admin endpoints: {source}")]
@@ -117,65 +115,6 @@ fn output_topics(config: &Config) -> Vec<TopicSpec> {
         .collect()
 }
 
-/// Where a trigger delivers to.
-fn trigger_destination(
-    config: &Config,
-    trigger: &config::Trigger,
-    functions: &Functions,
-) -> Result<Destination, AppError> {
-    let fail = |reason: String| AppError::Trigger {
-        trigger: trigger.name.clone(),
-        reason,
-    };
-    let url = match &trigger.target {
-        Target::Url(url) => url.clone(),
-        Target::Function(name) => match config.functions.get(name) {
-            Some(Function::Url(function)) => function.url.clone(),
-            Some(Function::Job(_)) => {
-                return Err(fail(format!(
-                    "function {name} is a job function, which reads its topics itself"
-                )));
-            }
-            Some(_) => {
-                return functions
-                    .destination(name)
-                    .ok_or_else(|| fail(format!("function {name} is not running")));
-            }
-            None => return Err(fail(format!("function {name} is not defined"))),
-        },
-    };
-    url.as_str()
-        .parse()
-        .map(Destination::Url)
-        .map_err(|err| fail(format!("URL {url}: {err}")))
-}
-
-/// What the status poller needs to know of a running trigger.
-#[derive(Debug, Clone)]
-struct TriggerView {
-    name: String,
-    topics: Vec<String>,
-    target: String,
-    group: String,
-    initial_offset: InitialOffset,
-    metrics: TriggerMetrics,
-    probe: TriggerProbe,
-    offsets: OffsetsReader,
-}
-
-/// The topics whose state is reported: declared ones, then those triggers read.
-fn watched_topics(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
-    for trigger in &config.triggers {
-        for topic in &trigger.topics {
-            if !names.contains(topic) {
-                names.push(topic.clone());
-            }
-        }
-    }
-    names
-}
-
 impl Running {
     /// Starts everything the config describes and returns once it is ready.
     pub async fn start(config: &Config, options: RunOptions) -> Result<Self, AppError> {
@@ -221,55 +160,21 @@ impl Running {
             kafka.ensure_topics(&output_topics(config)).await?;
             let producer: rdkafka::producer::FutureProducer =
                 kafka.create(&[("linger.ms", "5")])?;
-            for trigger in &config.triggers {
-                let target = trigger_destination(config, trigger, functions)?;
-                let dead_letter =
-                    DeadLetterSink::from_config(&trigger.dead_letter).map_err(|reason| {
-                        AppError::Trigger {
-                            trigger: trigger.name.clone(),
-                            reason,
-                        }
+            let context = trigger::Context {
+                kafka: &kafka,
+                functions,
+                producer: &producer,
+                metrics: &metrics,
+            };
+            for spec in &config.triggers {
+                let trigger =
+                    Trigger::build(spec, &context).map_err(|source| AppError::Trigger {
+                        trigger: spec.name.clone(),
+                        source: Box::new(source),
                     })?;
-                let trigger_metrics = TriggerMetrics::new(&metrics, &trigger.name);
-                let pipeline = Arc::new(Pipeline::new(
-                    trigger.name.clone(),
-                    target.clone(),
-                    trigger.delivery.clone(),
-                    dead_letter,
-                    trigger.reply.as_ref().map(|r| r.topic.clone()),
-                    EventSettings {
-                        trigger: trigger.name.clone(),
-                        source: trigger.source.clone(),
-                        event_type: trigger.event_type.clone(),
-                        content_type: trigger.content_type.clone(),
-                    },
-                    producer.clone(),
-                    trigger_metrics.clone(),
-                ));
-                let group = trigger.effective_group();
-                let running = Trigger::start(
-                    &kafka,
-                    &trigger.name,
-                    &trigger.topics,
-                    &group,
-                    trigger.initial_offset,
-                    trigger.ordering,
-                    trigger.max_in_flight,
-                    pipeline,
-                )?;
-                views.push(TriggerView {
-                    name: trigger.name.clone(),
-                    topics: trigger.topics.clone(),
-                    target: target.to_string(),
-                    group: group.clone(),
-                    initial_offset: trigger.initial_offset,
-                    metrics: trigger_metrics,
-                    probe: running.probe(),
-                    offsets: kafka.offsets_reader(&group)?,
-                });
-                info!(trigger = %trigger.name, topics = ?trigger.topics, target = %target, group = %group, "Trigger started.");
-                let (cancel, grace) = (cancel.clone(), options.grace);
-                let _ = tasks.spawn(running.run(cancel, grace));
+                views.push(TriggerView::new(spec, trigger.probe(), &kafka)?);
+                info!(trigger = %spec.name, topics = ?spec.topics, target = %trigger.probe().target(), group = %spec.effective_group(), "Trigger started.");
+                let _ = tasks.spawn(trigger.run(cancel.clone(), options.grace));
             }
         }
         let state = Arc::new(AdminState::new(
@@ -296,26 +201,15 @@ impl Running {
             },
         ));
 
-        let watched = watched_topics(config);
-        refresh_status(&kafka, &watched, &views, functions.as_deref(), &state).await;
-        {
-            let (kafka, state, cancel) = (kafka.clone(), state.clone(), cancel.clone());
-            let functions = functions.clone();
-            let _ = tasks.spawn(async move {
-                let mut tick = tokio::time::interval(STATUS_INTERVAL);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        biased;
-                        _ = cancel.cancelled() => break,
-                        _ = tick.tick() => {
-                            refresh_status(&kafka, &watched, &views, functions.as_deref(), &state)
-                                .await;
-                        }
-                    }
-                }
-            });
-        }
+        let poller = status::Poller {
+            kafka: kafka.clone(),
+            watched: status::watched_topics(config),
+            triggers: views,
+            functions: functions.clone(),
+            state: state.clone(),
+        };
+        poller.refresh().await;
+        let _ = tasks.spawn(poller.run(cancel.clone()));
 
         let mut admin_addr = None;
         if let Some(listener) = admin_listener {
@@ -408,126 +302,5 @@ impl Running {
             broker.shutdown().await;
         }
         info!("sluice stopped.");
-    }
-}
-
-/// Reads watermarks of the watched topics and the triggers' committed offsets into the
-/// status report and the metrics.
-async fn refresh_status(
-    kafka: &Kafka,
-    watched: &[String],
-    triggers: &[TriggerView],
-    functions: Option<&Functions>,
-    state: &AdminState,
-) {
-    let metrics = state.metrics();
-    if let Some(functions) = functions {
-        let status = functions.status();
-        state.update_status(|s| s.functions = status);
-    }
-    match kafka.describe_topics(watched).await {
-        Ok(topics) => {
-            let mut trigger_status = Vec::with_capacity(triggers.len());
-            for view in triggers {
-                let partitions: Vec<(String, i32)> = topics
-                    .iter()
-                    .filter(|t| view.topics.contains(&t.name))
-                    .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
-                    .collect();
-                let committed = view.offsets.committed(partitions).await.unwrap_or_default();
-                let mut lag = 0;
-                for topic in topics.iter().filter(|t| view.topics.contains(&t.name)) {
-                    for p in &topic.partitions {
-                        let behind = match committed.get(&(topic.name.clone(), p.partition)) {
-                            Some(&offset) => p.high - offset.max(p.low),
-                            // Nothing committed yet: a trigger reading from the end has
-                            // nothing to catch up on.
-                            None if view.initial_offset == InitialOffset::Latest => 0,
-                            None => p.high - p.low,
-                        }
-                        .max(0);
-                        lag += behind;
-                        let _ = metrics
-                            .consumer_lag
-                            .get_or_create(&LagLabels {
-                                trigger: view.name.clone(),
-                                topic: topic.name.clone(),
-                                partition: p.partition,
-                            })
-                            .set(behind);
-                    }
-                }
-                let counts = view.probe.counts();
-                let (delivered, dead_lettered, dropped, retrying) = view.metrics.counts();
-                trigger_status.push(TriggerStatus {
-                    name: view.name.clone(),
-                    topics: view.topics.clone(),
-                    target: view.target.clone(),
-                    group: view.group.clone(),
-                    lag,
-                    in_flight: counts.in_flight,
-                    waiting: counts.waiting,
-                    delivered,
-                    retrying,
-                    dead_lettered,
-                    dropped,
-                });
-            }
-            state.update_status(|status| status.triggers = trigger_status);
-            metrics.broker_up.set(1);
-            for topic in &topics {
-                let labels = TopicLabels {
-                    topic: topic.name.clone(),
-                };
-                let _ = metrics
-                    .topic_partitions
-                    .get_or_create(&labels)
-                    .set(topic.partitions.len() as i64);
-                let _ = metrics
-                    .topic_records
-                    .get_or_create(&labels)
-                    .set(topic.records());
-                for p in &topic.partitions {
-                    let labels = PartitionLabels {
-                        topic: topic.name.clone(),
-                        partition: p.partition,
-                    };
-                    let _ = metrics
-                        .partition_high_watermark
-                        .get_or_create(&labels)
-                        .set(p.high);
-                    let _ = metrics
-                        .partition_low_watermark
-                        .get_or_create(&labels)
-                        .set(p.low);
-                }
-            }
-            state.update_status(|status| {
-                status.broker.reachable = true;
-                status.broker.error = None;
-                status.topics = watched
-                    .iter()
-                    .map(|name| match topics.iter().find(|t| &t.name == name) {
-                        Some(t) => TopicStatus {
-                            name: name.clone(),
-                            partitions: t.partitions.len(),
-                            records: t.records(),
-                        },
-                        None => TopicStatus {
-                            name: name.clone(),
-                            ..TopicStatus::default()
-                        },
-                    })
-                    .collect();
-            });
-        }
-        Err(err) => {
-            metrics.broker_up.set(0);
-            warn!(error = %err, "Cannot read topic state from the broker.");
-            state.update_status(|status| {
-                status.broker.reachable = false;
-                status.broker.error = Some(err.to_string());
-            });
-        }
     }
 }

@@ -22,10 +22,18 @@ use tokio::{net::TcpStream, task::JoinHandle, time::Instant};
 use tracing::{debug, info, warn};
 use url::Url;
 
-use crate::config::{EmbeddedConfig, Storage};
+use crate::{
+    backoff::Backoff,
+    config::{EmbeddedConfig, Storage},
+};
 
 /// How long the broker may take to accept connections after it was built.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How often, and how far apart, a start on a SQLite file another broker still holds is
+/// tried: ten seconds in all, long enough for a broker that just stopped to let go.
+const LOCKED_ATTEMPTS: u32 = 50;
+const LOCKED_BACKOFF: Backoff = Backoff::constant(Duration::from_millis(200));
 
 /// The file, under the data directory, that holds the broker's SQLite database.
 pub const DATABASE_FILE: &str = "broker.db";
@@ -165,9 +173,9 @@ impl EmbeddedBroker {
             };
             match ready {
                 Ok(this) => break this,
-                Err(err) if err.is_locked() && attempts < 50 => {
+                Err(err) if err.is_locked() && attempts < LOCKED_ATTEMPTS => {
                     debug!(error = %err, "Broker database is locked; starting again.");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(LOCKED_BACKOFF.delay(attempts)).await;
                 }
                 Err(err) => return Err(err),
             }

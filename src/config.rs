@@ -523,13 +523,50 @@ impl Trigger {
     }
 }
 
-/// Where a trigger delivers.
+/// Where a trigger delivers, resolved: a `function` is looked up once, so the runtime knows
+/// its kind and never checks the reference again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A function defined in `functions`, by name.
-    Function(String),
-    /// An HTTP endpoint.
-    Url(Url),
+    /// An HTTP endpoint: the trigger's `url`, or that of the `url` function it names.
+    Url(Endpoint),
+    /// A `command` function, by name.
+    Command(String),
+    /// An `exec` function, by name.
+    Exec(String),
+}
+
+/// An `http` URL, checked and parsed for the HTTP client once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    url: Url,
+    uri: hyper::Uri,
+}
+
+impl Endpoint {
+    /// The URL as the HTTP client takes it; an error says why it cannot.
+    pub fn parse(url: Url) -> Result<Self, String> {
+        let uri = url
+            .as_str()
+            .parse()
+            .map_err(|err| format!("the HTTP client cannot use {url}: {err}"))?;
+        Ok(Self { url, uri })
+    }
+
+    /// The URL as written (normalised).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The URL for the HTTP client.
+    pub fn uri(&self) -> &hyper::Uri {
+        &self.uri
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.url.fmt(f)
+    }
 }
 
 /// Where records go after delivery has failed for good.
@@ -540,7 +577,7 @@ pub enum DeadLetter {
     /// They are produced to this topic.
     Topic(String),
     /// They are posted to this URL.
-    Url(Url),
+    Url(Endpoint),
 }
 
 impl DeadLetter {

@@ -6,11 +6,17 @@
 //! Binary type, they are sent base64-encoded, and the `sluicebase64` extension lists the
 //! attributes so encoded (for example `key,kafkaheadertrace`).
 
-use std::{fmt::Write as _, sync::Arc};
+use std::{
+    borrow::Cow,
+    fmt::Write as _,
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use bytes::Bytes;
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use percent_encoding::{AsciiSet, CONTROLS};
 
 /// CloudEvents type of a record that is not a CloudEvent already, as Knative's KafkaSource.
 pub const KAFKA_EVENT_TYPE: &str = "dev.knative.kafka.event";
@@ -280,10 +286,9 @@ fn push_text(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value: &s
 
 /// Adds text under a fixed name; the text is kept as it is when it needs no escapes.
 fn push_owned(headers: &mut Vec<(HeaderName, HeaderValue)>, name: HeaderName, text: String) {
-    let text = if text.bytes().all(is_plain) {
-        text
-    } else {
-        percent_encode(text.as_bytes())
+    let text = match Cow::from(percent_encoding::percent_encode(text.as_bytes(), ESCAPED)) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(encoded) => encoded,
     };
     if let Ok(value) = HeaderValue::try_from(text) {
         headers.push((name, value));
@@ -297,52 +302,19 @@ fn push_encoded(headers: &mut Vec<(HeaderName, HeaderValue)>, name: &str, value:
     }
 }
 
+/// What the CloudEvents HTTP binding asks to percent-encode besides bytes outside ASCII:
+/// controls, space, `"` and `%`.
+const ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'%');
+
 /// Percent-encodes what the CloudEvents HTTP binding requires: bytes outside printable
 /// ASCII, space, `"` and `%`.
 pub fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if is_plain(b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    percent_encoding::percent_encode(bytes, ESCAPED).to_string()
 }
 
 /// Reverses [`percent_encode`]; malformed escapes are kept as they are.
 pub fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// A byte that stands for itself in a header value: printable ASCII but `"` and `%`.
-fn is_plain(b: u8) -> bool {
-    (0x21..=0x7e).contains(&b) && b != b'"' && b != b'%'
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    percent_encoding::percent_decode_str(text).collect()
 }
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2024-05-01T12:00:00.123Z`.
@@ -351,44 +323,10 @@ pub fn rfc3339_millis(millis: i64) -> Option<String> {
     if !(0..=253_402_300_799_999).contains(&millis) {
         return None;
     }
-    let days = millis.div_euclid(86_400_000);
-    let of_day = millis.rem_euclid(86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    let mut out = *b"0000-00-00T00:00:00.000Z";
-    let mut put = |at: usize, width: usize, mut value: i64| {
-        for i in (at..at + width).rev() {
-            out[i] = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, month);
-    put(8, 2, day);
-    put(11, 2, of_day / 3_600_000);
-    put(14, 2, of_day / 60_000 % 60);
-    put(17, 2, of_day / 1000 % 60);
-    put(20, 3, of_day % 1000);
-    String::from_utf8(out.to_vec()).ok()
-}
-
-/// Year, month and day of the day `days` after 1970-01-01, in the proleptic Gregorian
-/// calendar (the civil-from-days algorithm; eras of 400 years starting on March 1st).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097);
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = if shifted_month < 10 {
-        shifted_month + 3
-    } else {
-        shifted_month - 9
-    };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let time = UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs());
+    let mut out = String::with_capacity(24);
+    write!(out, "{}", humantime::format_rfc3339_millis(time)).ok()?;
+    Some(out)
 }
 
 /// `<first><partition><second><offset>`, as in `partition:3/offset:42`.

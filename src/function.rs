@@ -9,14 +9,11 @@ pub mod process;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use hyper::Uri;
 use serde::{Deserialize, Serialize};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::{Config, Function},
-    deliver::{Attempt, Session},
-    event::{Event, Record},
     kafka::{ClientError, Kafka},
     metrics::Metrics,
 };
@@ -24,53 +21,13 @@ use command::CommandPool;
 use exec::ExecRunner;
 use job::JobRunner;
 
-/// Where a trigger's events go.
+/// A function that sluice runs and delivers to: a `command` pool or an `exec` runner.
 #[derive(Debug, Clone)]
-pub enum Destination {
-    /// A URL: a `url` function or a trigger's own `url`.
-    Url(Uri),
+pub enum Runner {
     /// A `command` function's instances.
     Command(Arc<CommandPool>),
     /// An `exec` function.
     Exec(Arc<ExecRunner>),
-}
-
-impl Destination {
-    /// One attempt to hand `event` to the function.
-    pub async fn attempt(
-        &self,
-        session: &mut Session,
-        event: &Event,
-        record: &Record,
-        timeout: Duration,
-        want_reply: bool,
-    ) -> Attempt {
-        match self {
-            Self::Url(url) => session.attempt(url, event, timeout, want_reply).await,
-            Self::Command(pool) => match pool.acquire().await {
-                Ok(lease) => {
-                    session
-                        .attempt(&lease.url, event, timeout, want_reply)
-                        .await
-                }
-                Err(failure) => Attempt::Retry {
-                    failure,
-                    retry_after: None,
-                },
-            },
-            Self::Exec(runner) => runner.attempt(event, record, want_reply).await,
-        }
-    }
-}
-
-impl std::fmt::Display for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Url(url) => write!(f, "{url}"),
-            Self::Command(pool) => write!(f, "function:{}", pool.name()),
-            Self::Exec(runner) => write!(f, "function:{}", runner.name()),
-        }
-    }
 }
 
 /// One function as `sluice status` shows it.
@@ -155,15 +112,15 @@ impl Functions {
         Ok(functions)
     }
 
-    /// Where events for the function `name` go; `None` for a `url` or `job` function (a URL
-    /// comes from the config) or an unknown name.
-    pub fn destination(&self, name: &str) -> Option<Destination> {
+    /// The runner of the `command` or `exec` function `name`; `None` for any other kind
+    /// or an unknown name.
+    pub fn runner(&self, name: &str) -> Option<Runner> {
         if let Some(pool) = self.pools.get(name) {
-            return Some(Destination::Command(pool.clone()));
+            return Some(Runner::Command(pool.clone()));
         }
         self.execs
             .get(name)
-            .map(|runner| Destination::Exec(runner.clone()))
+            .map(|runner| Runner::Exec(runner.clone()))
     }
 
     /// Every function's figures, by name.

@@ -6,10 +6,12 @@
 //! - [`kafka`]: librdkafka clients and topic administration shared by every command.
 //! - [`trigger`]: a trigger's consumer group, ordering lanes and offset watermark.
 //! - [`event`]: record → CloudEvent (Knative KafkaSource's HTTP binary mode).
-//! - [`deliver`]: the HTTP invoker, retry policy, dead letters and replies.
+//! - [`deliver`]: where events go, the HTTP invoker, retry policy, dead letters and replies.
 //! - [`function`]: the function runtime: `command` instances scaled from zero, `exec` runs
 //!   per event, `job` programs woken by lag.
-//! - [`app`]: a running sluice; owns the broker, topics, admin listener and background work.
+//! - [`backoff`]: the waits between tries that delivery, the runtime and the broker share.
+//! - [`app`]: a running sluice; owns the broker, topics, admin listener, triggers and the
+//!   status poller.
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/api/status`.
 //! - [`metrics`]: the Prometheus metrics, registered once.
 //! - [`shutdown`]: signals, graceful and forced stops.
@@ -18,6 +20,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod backoff;
 pub mod broker;
 pub mod cli;
 pub mod config;

@@ -288,6 +288,108 @@ impl Default for Metrics {
     }
 }
 
+/// The kinds of outcome of one delivery attempt, as `sluice_delivery_attempts_total` labels
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// 2xx (or exit 0).
+    Delivered,
+    /// A failure that is retried.
+    Retry,
+    /// The function could not be reached.
+    Unreachable,
+    /// A failure that is not retried.
+    Rejected,
+}
+
+/// A trigger's figures for `sluice status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    /// Records delivered.
+    pub delivered: u64,
+    /// Records dead-lettered.
+    pub dead_lettered: u64,
+    /// Records dropped (`dead_letter: none`).
+    pub dropped: u64,
+    /// Records waiting for their next attempt.
+    pub retrying: i64,
+}
+
+/// Per-trigger metric handles, resolved once.
+#[derive(Debug, Clone)]
+pub struct TriggerMetrics {
+    received: Counter,
+    /// Records delivered.
+    pub delivered: Counter,
+    /// Records dead-lettered.
+    pub dead_lettered: Counter,
+    /// Records dropped.
+    pub dropped: Counter,
+    /// Replies produced.
+    pub replies: Counter,
+    /// Time from an attempt's start to its 2xx.
+    pub duration: Histogram,
+    /// Delivery tasks running.
+    pub in_flight: Gauge,
+    /// Records waiting for their next attempt.
+    pub retrying: Gauge,
+    attempts: [Counter; 4],
+}
+
+impl TriggerMetrics {
+    /// Handles for `trigger`.
+    pub fn new(metrics: &Metrics, trigger: &str) -> Self {
+        let labels = TriggerLabels {
+            trigger: trigger.to_owned(),
+        };
+        let attempt = |outcome: &str| {
+            metrics
+                .delivery_attempts
+                .get_or_create(&AttemptLabels {
+                    trigger: trigger.to_owned(),
+                    outcome: outcome.to_owned(),
+                })
+                .clone()
+        };
+        Self {
+            received: metrics.events_received.get_or_create(&labels).clone(),
+            delivered: metrics.events_delivered.get_or_create(&labels).clone(),
+            dead_lettered: metrics.events_dead_lettered.get_or_create(&labels).clone(),
+            dropped: metrics.events_dropped.get_or_create(&labels).clone(),
+            replies: metrics.replies.get_or_create(&labels).clone(),
+            duration: metrics.delivery_duration.get_or_create(&labels).clone(),
+            in_flight: metrics.in_flight.get_or_create(&labels).clone(),
+            retrying: metrics.retrying.get_or_create(&labels).clone(),
+            attempts: [
+                attempt("delivered"),
+                attempt("retry"),
+                attempt("unreachable"),
+                attempt("rejected"),
+            ],
+        }
+    }
+
+    /// A record arrived from Kafka.
+    pub fn received(&self) {
+        let _ = self.received.inc();
+    }
+
+    /// An attempt ended.
+    pub fn attempt(&self, outcome: AttemptOutcome) {
+        let _ = self.attempts[outcome as usize].inc();
+    }
+
+    /// Figures for `sluice status`.
+    pub fn outcomes(&self) -> Outcomes {
+        Outcomes {
+            delivered: self.delivered.get(),
+            dead_lettered: self.dead_lettered.get(),
+            dropped: self.dropped.get(),
+            retrying: self.retrying.get(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -696,6 +696,43 @@ async fn graceful_shutdown_finishes_slow_requests_and_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_abandons_retry_waits_and_a_restart_delivers_the_record() {
+    // The first attempt fails and its retry is due 2.4–3.6 s later, well within the 10 s
+    // grace. A stop gives up the wait at once: the record is not final, stays uncommitted
+    // and is delivered by the next run.
+    let function = Function::start(|n, _| {
+        if n == 0 {
+            Answer::status(StatusCode::SERVICE_UNAVAILABLE)
+        } else {
+            Answer::ok()
+        }
+    })
+    .await;
+    let yaml = trigger_yaml(
+        "later",
+        1,
+        &function.url(),
+        "    delivery: {backoff_delay: 3s}\n",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let bootstrap = sluice.bootstrap.clone();
+    produce_all(&bootstrap, "later", vec![rec("k", "v")]).await;
+    function.wait_for(1, WAIT).await;
+    let listen = bootstrap.parse().unwrap();
+    let dir = sluice.stop().await;
+    assert_eq!(function.count(), 1, "the retry was sent during the stop");
+    let sluice = InProcess::start_in(dir, listen, &yaml).await;
+    let before = committed(&bootstrap, "sluice-t", "later").await;
+    assert!(
+        before.get(&0).is_none_or(|o| *o == 0),
+        "committed past a record that was not final: {before:?}"
+    );
+    function.wait_for(2, WAIT).await;
+    wait_committed(&bootstrap, "sluice-t", "later", &BTreeMap::from([(0, 1)])).await;
+    sluice.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_function_pauses_consumption_instead_of_buffering() {
     // Every request hangs, so nothing completes while records keep arriving.
     let function = Function::start(|_, _| Answer::ok().after(Duration::from_secs(60))).await;

@@ -14,9 +14,9 @@ use super::de::{self, Report};
 use super::path::{join_index, join_key};
 use super::yaml::Document;
 use super::{
-    AdminConfig, CommandFunction, Config, DeadLetter, Delivery, EmbeddedConfig, ExecFunction,
-    Function, FunctionKind, InitialOffset, JobFunction, KafkaConfig, Ordering, Problem, Reply,
-    Target, TopicConfig, Trigger, UrlFunction,
+    AdminConfig, CommandFunction, Config, DeadLetter, Delivery, EmbeddedConfig, Endpoint,
+    ExecFunction, Function, FunctionKind, InitialOffset, JobFunction, KafkaConfig, Ordering,
+    Problem, Reply, Target, TopicConfig, Trigger, UrlFunction,
 };
 
 /// The top level, with each section kept as YAML so that sections are checked independently.
@@ -475,32 +475,47 @@ fn trigger(
     let target = match (raw.function, raw.url) {
         (Some(function), None) => {
             let function_path = key("function");
-            if !declared.contains(&function) {
-                let known: Vec<&str> = declared.iter().map(String::as_str).collect();
-                let hint = if known.is_empty() {
-                    "no functions are defined".to_owned()
-                } else {
-                    format!("defined functions: {}", known.join(", "))
-                };
-                report.add(
-                    &function_path,
-                    format!("unknown function `{function}` ({hint})"),
-                );
-            } else if let Some(Function::Job(_)) = functions.get(&function) {
-                report.add(
-                    &function_path,
-                    format!(
-                        "function `{function}` is a job, which reads its topics itself; \
-                         triggers can only deliver to url, command or exec functions"
-                    ),
-                );
+            match functions.get(&function) {
+                Some(Function::Url(f)) => match Endpoint::parse(f.url.clone()) {
+                    Ok(endpoint) if f.url.scheme() == "http" => Target::Url(endpoint),
+                    // Reported at the function.
+                    Ok(_) => return None,
+                    Err(why) => {
+                        report.add(&function_path, why);
+                        return None;
+                    }
+                },
+                Some(Function::Command(_)) => Target::Command(function),
+                Some(Function::Exec(_)) => Target::Exec(function),
+                Some(Function::Job(_)) => {
+                    report.add(
+                        &function_path,
+                        format!(
+                            "function `{function}` is a job, which reads its topics itself; \
+                             triggers can only deliver to url, command or exec functions"
+                        ),
+                    );
+                    return None;
+                }
+                // A function whose own definition had a problem is declared but absent: that
+                // problem is reported already.
+                None if declared.contains(&function) => return None,
+                None => {
+                    let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+                    let hint = if known.is_empty() {
+                        "no functions are defined".to_owned()
+                    } else {
+                        format!("defined functions: {}", known.join(", "))
+                    };
+                    report.add(
+                        &function_path,
+                        format!("unknown function `{function}` ({hint})"),
+                    );
+                    return None;
+                }
             }
-            Target::Function(function)
         }
-        (None, Some(url)) => {
-            check_url(report, &key("url"), &url);
-            Target::Url(url)
-        }
+        (None, Some(url)) => Target::Url(endpoint(report, &key("url"), &url)?),
         (Some(_), Some(_)) => {
             report.add(path, "set either `function` or `url`, not both");
             return None;
@@ -560,10 +575,7 @@ fn dead_letter(
             check_topic(report, &join_key(path, "topic"), &topic);
             Some(DeadLetter::Topic(topic))
         }
-        (None, Some(url)) => {
-            check_url(report, &join_key(path, "url"), &url);
-            Some(DeadLetter::Url(url))
-        }
+        (None, Some(url)) => endpoint(report, &join_key(path, "url"), &url).map(DeadLetter::Url),
         (Some(_), Some(_)) => {
             report.add(path, "set either `topic` or `url`, not both");
             None
@@ -666,6 +678,22 @@ fn check_url(report: &mut Report<'_>, path: &str, url: &Url) {
             path,
             format!("the URL must use http, not `{scheme}`: {url}"),
         ),
+    }
+}
+
+/// A trigger's or dead letter's URL, checked like a function's and parsed for the client.
+fn endpoint(report: &mut Report<'_>, path: &str, url: &Url) -> Option<Endpoint> {
+    let errors = report.problems.len();
+    check_url(report, path, url);
+    if report.problems.len() > errors {
+        return None;
+    }
+    match Endpoint::parse(url.clone()) {
+        Ok(endpoint) => Some(endpoint),
+        Err(why) => {
+            report.add(path, why);
+            None
+        }
     }
 }
 

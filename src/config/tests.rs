@@ -182,7 +182,7 @@ fn full_example_resolves_every_value() {
     assert_eq!(
         trigger,
         &Trigger {
-            target: Target::Function("hello".to_owned()),
+            target: Target::Url(Endpoint::parse(url.clone()).unwrap()),
             ..defaults.triggers[0].clone()
         },
         "the written-out defaults must equal the implicit ones"
@@ -205,7 +205,10 @@ fn full_example_resolves_every_value() {
         (secs(30), secs(30))
     );
     assert_eq!(trigger.dead_letter, DeadLetter::default_for("hello-orders"));
-    assert_eq!(defaults.triggers[0].target, Target::Url(url));
+    assert_eq!(
+        defaults.triggers[0].target,
+        Target::Url(Endpoint::parse(url).unwrap())
+    );
 }
 
 #[test]
@@ -352,7 +355,7 @@ fn dead_letter_takes_every_documented_form() {
     );
     assert_eq!(
         dead_letter("    dead_letter:\n      url: http://dlq.example/x\n"),
-        DeadLetter::Url(Url::parse("http://dlq.example/x").unwrap())
+        DeadLetter::Url(Endpoint::parse(Url::parse("http://dlq.example/x").unwrap()).unwrap())
     );
     for (bad, words) in [
         ("    dead_letter: nothing\n", "expected `none`"),

@@ -9,11 +9,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use bytes::Bytes;
-use hyper::{
-    Uri,
-    header::{CONTENT_TYPE, HeaderMap},
-};
-use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
+use hyper::header::{CONTENT_TYPE, HeaderMap};
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -21,12 +17,15 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use super::{Attempt, Failure, Invoker, Session, retry_delay};
+use super::{
+    Attempt, Destination, Failure, Invoker, Session,
+    retry::{self, retry_delay},
+};
 use crate::{
-    config::{DeadLetter, Delivery},
+    backoff::Backoff,
+    config::{self, DeadLetter, Delivery},
     event::{self, Event, EventSettings, Record, percent_decode},
-    function::Destination,
-    metrics::{AttemptLabels, Metrics, TriggerLabels},
+    metrics::TriggerMetrics,
 };
 
 /// How long one produce of a dead letter or reply may wait for the broker.
@@ -46,90 +45,18 @@ pub enum Final {
     Dropped,
 }
 
-/// Per-trigger metric handles, resolved once.
-#[derive(Debug, Clone)]
-pub struct TriggerMetrics {
-    received: Counter,
-    delivered: Counter,
-    dead_lettered: Counter,
-    dropped: Counter,
-    replies: Counter,
-    duration: Histogram,
-    /// Events being delivered.
-    pub in_flight: Gauge,
-    retrying: Gauge,
-    attempts: [Counter; 4],
-}
-
-impl TriggerMetrics {
-    /// Handles for `trigger`.
-    pub fn new(metrics: &Metrics, trigger: &str) -> Self {
-        let labels = TriggerLabels {
-            trigger: trigger.to_owned(),
-        };
-        let attempt = |outcome: &str| {
-            metrics
-                .delivery_attempts
-                .get_or_create(&AttemptLabels {
-                    trigger: trigger.to_owned(),
-                    outcome: outcome.to_owned(),
-                })
-                .clone()
-        };
-        Self {
-            received: metrics.events_received.get_or_create(&labels).clone(),
-            delivered: metrics.events_delivered.get_or_create(&labels).clone(),
-            dead_lettered: metrics.events_dead_lettered.get_or_create(&labels).clone(),
-            dropped: metrics.events_dropped.get_or_create(&labels).clone(),
-            replies: metrics.replies.get_or_create(&labels).clone(),
-            duration: metrics.delivery_duration.get_or_create(&labels).clone(),
-            in_flight: metrics.in_flight.get_or_create(&labels).clone(),
-            retrying: metrics.retrying.get_or_create(&labels).clone(),
-            attempts: [
-                attempt("delivered"),
-                attempt("retry"),
-                attempt("unreachable"),
-                attempt("rejected"),
-            ],
-        }
-    }
-
-    /// A record arrived from Kafka.
-    pub fn received(&self) {
-        let _ = self.received.inc();
-    }
-
-    /// Figures for `sluice status`: delivered, dead-lettered, dropped, retrying.
-    pub fn counts(&self) -> (u64, u64, u64, i64) {
-        (
-            self.delivered.get(),
-            self.dead_lettered.get(),
-            self.dropped.get(),
-            self.retrying.get(),
-        )
-    }
-
-    fn attempt(&self, attempt: &Attempt) {
-        let i = match attempt {
-            Attempt::Delivered { .. } => 0,
-            Attempt::Retry { .. } => 1,
-            Attempt::Unreachable { .. } => 2,
-            Attempt::Reject { .. } => 3,
-        };
-        let _ = self.attempts[i].inc();
-    }
-}
-
 /// Everything a trigger needs to take a record to its outcome.
 pub struct Pipeline {
     /// Trigger name.
     pub trigger: String,
     /// Where events go.
     pub target: Destination,
-    /// Retry policy.
+    /// Retries and timeouts.
     pub delivery: Delivery,
+    /// The waits between retries, from `delivery`.
+    backoff: Backoff,
     /// Where undeliverable records go.
-    pub dead_letter: DeadLetterSink,
+    pub dead_letter: DeadLetter,
     /// Reply topic.
     pub reply: Option<String>,
     /// How records become events.
@@ -155,52 +82,28 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-/// The resolved dead-letter target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeadLetterSink {
-    /// Log, count and drop.
-    None,
-    /// Produce to this topic.
-    Topic(String),
-    /// POST the event to this URL.
-    Url(Uri),
-}
-
-impl DeadLetterSink {
-    /// From the config; a URL that does not parse as a URI is reported by the caller.
-    pub fn from_config(dead_letter: &DeadLetter) -> Result<Self, String> {
-        Ok(match dead_letter {
-            DeadLetter::None => Self::None,
-            DeadLetter::Topic(topic) => Self::Topic(topic.clone()),
-            DeadLetter::Url(url) => Self::Url(
-                url.as_str()
-                    .parse()
-                    .map_err(|err| format!("dead-letter URL {url}: {err}"))?,
-            ),
-        })
-    }
-}
-
 impl Pipeline {
-    /// A pipeline for one trigger.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        trigger: String,
+    /// The pipeline of `trigger`, delivering to `target`, with dead letters and replies
+    /// produced through `producer`.
+    pub fn build(
+        trigger: &config::Trigger,
         target: Destination,
-        delivery: Delivery,
-        dead_letter: DeadLetterSink,
-        reply: Option<String>,
-        settings: EventSettings,
         producer: FutureProducer,
         metrics: TriggerMetrics,
     ) -> Self {
         Self {
-            trigger,
+            trigger: trigger.name.clone(),
             target,
-            delivery,
-            dead_letter,
-            reply,
-            settings,
+            delivery: trigger.delivery.clone(),
+            backoff: retry::policy(&trigger.delivery),
+            dead_letter: trigger.dead_letter.clone(),
+            reply: trigger.reply.as_ref().map(|r| r.topic.clone()),
+            settings: EventSettings {
+                trigger: trigger.name.clone(),
+                source: trigger.source.clone(),
+                event_type: trigger.event_type.clone(),
+                content_type: trigger.content_type.clone(),
+            },
             invoker: Invoker::new(),
             producer,
             metrics,
@@ -235,7 +138,7 @@ impl Pipeline {
                     self.reply.is_some(),
                 )
                 .await;
-            self.metrics.attempt(&attempt);
+            self.metrics.attempt(attempt.outcome());
             match attempt {
                 Attempt::Delivered { reply, .. } => {
                     self.metrics
@@ -264,7 +167,7 @@ impl Pipeline {
                     }
                     retries += 1;
                     unreachable = 0;
-                    let delay = retry_delay(&self.delivery, retries, retry_after);
+                    let delay = retry_delay(&self.backoff, retries, retry_after);
                     debug!(
                         trigger = %self.trigger,
                         id = %event.id,
@@ -280,7 +183,7 @@ impl Pipeline {
                     // the record's retries, so nothing is dead-lettered for it.
                     unreachable = unreachable.saturating_add(1);
                     self.warn_unreachable(&failure);
-                    let delay = retry_delay(&self.delivery, unreachable, None);
+                    let delay = retry_delay(&self.backoff, unreachable, None);
                     self.wait(delay, cancel).await?;
                 }
             }
@@ -324,7 +227,7 @@ impl Pipeline {
         cancel: &CancellationToken,
     ) -> Option<Final> {
         match &self.dead_letter {
-            DeadLetterSink::None => {
+            DeadLetter::None => {
                 warn!(
                     trigger = %self.trigger,
                     id = %event.id,
@@ -335,7 +238,7 @@ impl Pipeline {
                 let _ = self.metrics.dropped.inc();
                 Some(Final::Dropped)
             }
-            DeadLetterSink::Topic(topic) => {
+            DeadLetter::Topic(topic) => {
                 let headers = self.reason_headers(record, failure, attempts);
                 self.produce_acknowledged(
                     topic,
@@ -357,7 +260,8 @@ impl Pipeline {
                 let _ = self.metrics.dead_lettered.inc();
                 Some(Final::DeadLettered)
             }
-            DeadLetterSink::Url(url) => {
+            DeadLetter::Url(endpoint) => {
+                let url = endpoint.uri();
                 let mut event = event.clone();
                 event.push_extension("knativeerrorcode", &failure.code);
                 event.push_extension("knativeerrordest", &self.target.to_string());
@@ -377,7 +281,7 @@ impl Pipeline {
                         | Attempt::Reject { failure: f } => {
                             retry += 1;
                             error!(trigger = %self.trigger, url = %url, error = %f.message, "Dead-letter sink refused an event; retrying.");
-                            self.wait(retry_delay(&self.delivery, retry, None), cancel)
+                            self.wait(retry_delay(&self.backoff, retry, None), cancel)
                                 .await?;
                         }
                     }
@@ -492,7 +396,7 @@ impl Pipeline {
                 Err((err, _)) => {
                     retry += 1;
                     error!(trigger = %self.trigger, topic, what, error = %err, "Cannot produce to Kafka; retrying.");
-                    self.wait(retry_delay(&self.delivery, retry, None), cancel)
+                    self.wait(retry_delay(&self.backoff, retry, None), cancel)
                         .await?;
                 }
             }

@@ -29,10 +29,17 @@ use tracing::{debug, info, warn};
 
 use super::process::{self, Spawn};
 use crate::{
+    backoff::Backoff,
     config::CommandFunction,
-    deliver::Failure,
     metrics::{FunctionLabels, InstanceLabels, Metrics},
 };
+
+/// The first wait between readiness polls of a starting instance; it doubles up to
+/// [`READY_POLL_MAX`], so a quick start is seen quickly and a slow one is not hammered.
+const READY_POLL_FIRST: Duration = Duration::from_micros(500);
+
+/// The longest wait between readiness polls.
+const READY_POLL_MAX: Duration = Duration::from_millis(20);
 
 /// Demand above this share of the capacity adds instances.
 const SCALE_UP_AT: f64 = 0.7;
@@ -156,12 +163,68 @@ impl Drop for Lease {
     }
 }
 
-/// Counts an event as waiting for as long as it waits, however the wait ends.
-struct Waiting<'a>(&'a CommandPool);
+/// Counts an event as waiting for as long as it waits, however the wait ends: dropped, it
+/// takes the lock to count the event out; [`Waiting::end`] does so under a lock already held.
+struct Waiting<'a> {
+    pool: &'a CommandPool,
+    counted: bool,
+}
+
+impl<'a> Waiting<'a> {
+    /// Counts an event in.
+    fn start(pool: &'a CommandPool, state: &mut State) -> Self {
+        state.waiting += 1;
+        Self {
+            pool,
+            counted: true,
+        }
+    }
+
+    /// Counts the event out, under the lock the caller holds.
+    fn end(mut self, state: &mut State) {
+        state.waiting -= 1;
+        self.counted = false;
+    }
+}
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.lock().waiting -= 1;
+        if self.counted {
+            self.pool.lock().waiting -= 1;
+        }
+    }
+}
+
+/// Why no instance took an event. Each is retried by the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unavailable {
+    /// The pool is shutting down.
+    #[error("the function is stopping")]
+    Stopped,
+    /// Too many events wait already.
+    #[error("{MAX_WAITING} events are waiting for an instance")]
+    Busy,
+    /// An instance failed to start, and none is left starting.
+    #[error("{0}")]
+    StartFailed(String),
+    /// No instance became ready in time.
+    #[error("no instance of {function} was ready within {timeout:?}")]
+    NotReady {
+        /// The function's name.
+        function: String,
+        /// Its `startup_timeout`.
+        timeout: Duration,
+    },
+}
+
+impl Unavailable {
+    /// A short code, as dead letters record it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Busy => "busy",
+            Self::StartFailed(_) | Self::NotReady { .. } => "start",
+        }
     }
 }
 
@@ -244,7 +307,7 @@ impl CommandPool {
 
     /// A slot on a ready instance: at once when one has room, else after an instance starts.
     /// Fails when no instance becomes ready within `startup_timeout` or a start fails.
-    pub async fn acquire(self: &Arc<Self>) -> Result<Lease, Failure> {
+    pub async fn acquire(self: &Arc<Self>) -> Result<Lease, Unavailable> {
         let deadline = tokio::time::Instant::now() + self.spec.startup_timeout;
         let mut waiting: Option<(Waiting<'_>, u64)> = None;
         loop {
@@ -254,7 +317,7 @@ impl CommandPool {
             {
                 let mut state = self.lock();
                 if state.closed {
-                    return Err(failure("stopped", "the function is stopping".to_owned()));
+                    return Err(Unavailable::Stopped);
                 }
                 let concurrency = self.spec.concurrency;
                 if let Some(instance) = state
@@ -269,10 +332,8 @@ impl CommandPool {
                         id: instance.id,
                         url: instance.url.clone().unwrap_or_default(),
                     };
-                    // The guard would take the lock that is held here.
                     if let Some((guard, _)) = waiting.take() {
-                        std::mem::forget(guard);
-                        state.waiting -= 1;
+                        guard.end(&mut state);
                     }
                     self.scale(&mut state);
                     self.publish(&state);
@@ -281,34 +342,28 @@ impl CommandPool {
                 match &waiting {
                     None => {
                         if state.waiting >= MAX_WAITING {
-                            return Err(failure(
-                                "busy",
-                                format!("{MAX_WAITING} events are waiting for an instance"),
-                            ));
+                            return Err(Unavailable::Busy);
                         }
-                        state.waiting += 1;
                         if state.count(Phase::Ready) == 0 && state.cold_since.is_none() {
                             state.cold_since = Some(Instant::now());
                         }
-                        waiting = Some((Waiting(self), state.start_failures));
+                        let failures = state.start_failures;
+                        waiting = Some((Waiting::start(self, &mut state), failures));
                     }
                     Some((_, failures)) => {
                         if state.start_failures > *failures && state.live() == 0 {
                             let why = state.last_failure.clone().unwrap_or_default();
-                            return Err(failure("start", why));
+                            return Err(Unavailable::StartFailed(why));
                         }
                     }
                 }
                 self.scale(&mut state);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(failure(
-                    "start",
-                    format!(
-                        "no instance of {} was ready within {:?}",
-                        self.name, self.spec.startup_timeout
-                    ),
-                ));
+                return Err(Unavailable::NotReady {
+                    function: self.name.clone(),
+                    timeout: self.spec.startup_timeout,
+                });
             }
         }
     }
@@ -510,8 +565,8 @@ impl CommandPool {
         if activated && self.spec.readiness_path.is_none() {
             return;
         }
-        let mut pause = Duration::from_micros(500);
-        loop {
+        let polls = Backoff::exponential(READY_POLL_FIRST, READY_POLL_MAX);
+        for poll in 1.. {
             let ok = match &self.spec.readiness_path {
                 None => TcpStream::connect((Ipv4Addr::LOCALHOST, port))
                     .await
@@ -521,8 +576,7 @@ impl CommandPool {
             if ok {
                 return;
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(20));
+            tokio::time::sleep(polls.delay(poll)).await;
         }
     }
 
@@ -589,14 +643,6 @@ impl CommandPool {
         self.changed.notify_waiters();
         self.tasks.close();
         self.tasks.wait().await;
-    }
-}
-
-fn failure(code: &str, message: String) -> Failure {
-    Failure {
-        code: code.to_owned(),
-        message,
-        excerpt: Bytes::new(),
     }
 }
 

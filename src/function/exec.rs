@@ -10,10 +10,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use bytes::Bytes;
-use hyper::{
-    StatusCode,
-    header::{CONTENT_TYPE, HeaderMap, HeaderValue},
-};
+use hyper::header::CONTENT_TYPE;
 use prometheus_client::metrics::{gauge::Gauge, histogram::Histogram};
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWriteExt},
@@ -24,10 +21,33 @@ use tracing::info;
 use super::process::{self, Spawn};
 use crate::{
     config::ExecFunction,
-    deliver::{Attempt, EXCERPT_LIMIT, Failure, REPLY_LIMIT},
     event::{Event, Record, percent_decode},
     metrics::{FunctionLabels, Metrics},
 };
+
+/// How much of a failed run's standard error is kept.
+const STDERR_KEPT: usize = 64 * 1024;
+
+/// How one run of the program ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Run {
+    /// Exit 0.
+    Exited {
+        /// Standard output, up to the limit asked for.
+        output: Bytes,
+        /// Whether there was more than the limit.
+        truncated: bool,
+    },
+    /// It could not start, exited with another status or a signal, or timed out.
+    Failed {
+        /// `spawn`, `exit <n>`, `signal`, `timeout`, `stopped` or `error`.
+        code: String,
+        /// A sentence for logs and dead letters.
+        message: String,
+        /// The end of its standard error.
+        stderr: Bytes,
+    },
+}
 
 /// Runs an `exec` function.
 #[derive(Debug)]
@@ -66,10 +86,10 @@ impl ExecRunner {
         self.spec.effective_concurrency() - self.permits.available_permits()
     }
 
-    /// Runs the program once for `event`.
-    pub async fn attempt(&self, event: &Event, record: &Record, want_reply: bool) -> Attempt {
+    /// Runs the program once for `event`, keeping up to `output_limit` bytes of its output.
+    pub async fn run(&self, event: &Event, record: &Record, output_limit: usize) -> Run {
         let Ok(_permit) = self.permits.acquire().await else {
-            return retry(
+            return failed(
                 "stopped",
                 "the function is stopping".to_owned(),
                 Bytes::new(),
@@ -77,13 +97,13 @@ impl ExecRunner {
         };
         self.in_flight.inc();
         let started = Instant::now();
-        let attempt = self.run(event, record, want_reply).await;
+        let run = self.run_once(event, record, output_limit).await;
         self.in_flight.dec();
         self.duration.observe(started.elapsed().as_secs_f64());
-        attempt
+        run
     }
 
-    async fn run(&self, event: &Event, record: &Record, want_reply: bool) -> Attempt {
+    async fn run_once(&self, event: &Event, record: &Record, output_limit: usize) -> Run {
         let instance = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         let spawned = process::spawn(Spawn {
             function: &self.name,
@@ -98,7 +118,7 @@ impl ExecRunner {
         let mut child = match spawned {
             Ok(child) => child,
             Err(err) => {
-                return retry(
+                return failed(
                     "spawn",
                     format!("cannot start {:?}: {err}", self.spec.exec[0]),
                     Bytes::new(),
@@ -119,13 +139,13 @@ impl ExecRunner {
         };
         let read = async move {
             match stdout {
-                Some(stdout) => read_capped(stdout, REPLY_LIMIT).await,
+                Some(stdout) => read_capped(stdout, output_limit).await,
                 None => (Vec::new(), false),
             }
         };
         let read_errors = async move {
             match stderr {
-                Some(stderr) => read_capped(stderr, 64 * 1024).await.0,
+                Some(stderr) => read_capped(stderr, STDERR_KEPT).await.0,
                 None => Vec::new(),
             }
         };
@@ -136,7 +156,7 @@ impl ExecRunner {
                 Ok(done) => done,
                 Err(_) => {
                     let _ = process::kill(&mut child).await;
-                    return retry(
+                    return failed(
                         "timeout",
                         format!("no exit within {timeout:?}; its process group was killed"),
                         Bytes::new(),
@@ -148,7 +168,7 @@ impl ExecRunner {
         let status = match status {
             Ok(status) => status,
             Err(err) => {
-                return retry(
+                return failed(
                     "error",
                     format!("waiting for the process: {err}"),
                     Bytes::new(),
@@ -162,8 +182,7 @@ impl ExecRunner {
             info!(function = %self.name, instance, stream = "stderr", "{line}");
         }
         if !status.success() {
-            let excerpt = tail(&errors, EXCERPT_LIMIT);
-            return retry(
+            return failed(
                 &status
                     .code()
                     .map_or_else(|| "signal".to_owned(), |c| format!("exit {c}")),
@@ -172,43 +191,30 @@ impl ExecRunner {
                     self.spec.exec[0],
                     process::describe(status)
                 ),
-                excerpt,
+                Bytes::from(errors),
             );
         }
-        if truncated && want_reply {
-            return Attempt::Reject {
-                failure: Failure {
-                    code: "200".to_owned(),
-                    message: format!("reply larger than {REPLY_LIMIT} bytes"),
-                    excerpt: Bytes::new(),
-                },
-            };
-        }
-        let reply = (want_reply && !output.is_empty()).then(|| {
-            let mut headers = HeaderMap::new();
-            let content_type = if std::str::from_utf8(&output).is_ok() {
-                "text/plain; charset=utf-8"
-            } else {
-                "application/octet-stream"
-            };
-            let _ = headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-            (headers, Bytes::from(output))
-        });
-        Attempt::Delivered {
-            status: StatusCode::OK,
-            reply,
+        Run::Exited {
+            output: Bytes::from(output),
+            truncated,
         }
     }
 }
 
-fn retry(code: &str, message: String, excerpt: Bytes) -> Attempt {
-    Attempt::Retry {
-        failure: Failure {
-            code: code.to_owned(),
-            message,
-            excerpt,
-        },
-        retry_after: None,
+fn failed(code: &str, message: String, stderr: Bytes) -> Run {
+    Run::Failed {
+        code: code.to_owned(),
+        message,
+        stderr,
+    }
+}
+
+/// The content type of a program's output: text when it is UTF-8.
+pub fn output_type(output: &[u8]) -> &'static str {
+    if std::str::from_utf8(output).is_ok() {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
     }
 }
 
@@ -231,10 +237,6 @@ async fn read_capped(mut stream: impl AsyncRead + Unpin, limit: usize) -> (Vec<u
         }
     }
     (out, truncated)
-}
-
-fn tail(bytes: &[u8], limit: usize) -> Bytes {
-    Bytes::copy_from_slice(&bytes[bytes.len().saturating_sub(limit)..])
 }
 
 /// The environment of one run: the event's attributes as `CE_*`, the record's coordinates as

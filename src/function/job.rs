@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::process::{self, Spawn};
 use crate::{
+    backoff::Backoff,
     config::JobFunction,
     kafka::OffsetsReader,
     metrics::{InstanceLabels, Metrics},
@@ -136,7 +137,7 @@ impl JobRunner {
                         Err(why) => why,
                     };
                     failures += 1;
-                    let wait = backoff(failures);
+                    let wait = restart_backoff().delay(failures);
                     not_before = Instant::now() + wait;
                     warn!(function = %self.name, instance = id, error = %why, restart_in = ?wait, "Job failed; it is started again while lag remains.");
                     continue;
@@ -243,11 +244,9 @@ impl JobRunner {
     }
 }
 
-/// The wait before restarting after `failures` failures in a row.
-fn backoff(failures: u32) -> Duration {
-    RESTART_BACKOFF
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(RESTART_BACKOFF_MAX)
+/// The waits before restarting after failures in a row.
+fn restart_backoff() -> Backoff {
+    Backoff::exponential(RESTART_BACKOFF, RESTART_BACKOFF_MAX)
 }
 
 #[cfg(test)]
@@ -256,9 +255,10 @@ mod tests {
 
     #[test]
     fn restart_backoff_doubles_and_is_capped() {
-        assert_eq!(backoff(1), Duration::from_millis(500));
-        assert_eq!(backoff(2), Duration::from_secs(1));
-        assert_eq!(backoff(4), Duration::from_secs(4));
-        assert_eq!(backoff(40), RESTART_BACKOFF_MAX);
+        let backoff = restart_backoff();
+        assert_eq!(backoff.delay(1), Duration::from_millis(500));
+        assert_eq!(backoff.delay(2), Duration::from_secs(1));
+        assert_eq!(backoff.delay(4), Duration::from_secs(4));
+        assert_eq!(backoff.delay(40), RESTART_BACKOFF_MAX);
     }
 }

@@ -1,0 +1,225 @@
+//! The status poller: every few seconds it reads the watched topics' watermarks and each
+//! trigger's committed offsets and counts into `/api/status` and `/metrics`.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::{
+    admin::{AdminState, TopicStatus, TriggerStatus},
+    config::{self, Config, InitialOffset},
+    function::Functions,
+    kafka::{ClientError, Kafka, OffsetsReader},
+    metrics::{LagLabels, PartitionLabels, TopicLabels},
+    trigger::TriggerProbe,
+};
+
+/// How often topic watermarks are read for `/metrics` and `/api/status`.
+const INTERVAL: Duration = Duration::from_secs(2);
+
+/// What the status poller needs to know of a running trigger.
+#[derive(Debug, Clone)]
+pub struct TriggerView {
+    name: String,
+    topics: Vec<String>,
+    group: String,
+    initial_offset: InitialOffset,
+    probe: TriggerProbe,
+    offsets: OffsetsReader,
+}
+
+impl TriggerView {
+    /// The view of the trigger `config` that `probe` reads.
+    pub fn new(
+        config: &config::Trigger,
+        probe: TriggerProbe,
+        kafka: &Kafka,
+    ) -> Result<Self, ClientError> {
+        let group = config.effective_group();
+        Ok(Self {
+            name: config.name.clone(),
+            topics: config.topics.clone(),
+            offsets: kafka.offsets_reader(&group)?,
+            group,
+            initial_offset: config.initial_offset,
+            probe,
+        })
+    }
+}
+
+/// The topics whose state is reported: declared ones, then those triggers read.
+pub fn watched_topics(config: &Config) -> Vec<String> {
+    let mut names: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
+    for trigger in &config.triggers {
+        for topic in &trigger.topics {
+            if !names.contains(topic) {
+                names.push(topic.clone());
+            }
+        }
+    }
+    names
+}
+
+/// Reads the status of a running sluice into its admin state.
+#[derive(Debug)]
+pub struct Poller {
+    /// The Kafka client.
+    pub kafka: Kafka,
+    /// Topics reported.
+    pub watched: Vec<String>,
+    /// Triggers reported.
+    pub triggers: Vec<TriggerView>,
+    /// Functions reported, when triggers run.
+    pub functions: Option<Arc<Functions>>,
+    /// Where the status goes.
+    pub state: Arc<AdminState>,
+}
+
+impl Poller {
+    /// Reads the status once.
+    pub async fn refresh(&self) {
+        refresh(
+            &self.kafka,
+            &self.watched,
+            &self.triggers,
+            self.functions.as_deref(),
+            &self.state,
+        )
+        .await;
+    }
+
+    /// Reads the status every [`INTERVAL`] until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => self.refresh().await,
+            }
+        }
+    }
+}
+
+/// Reads watermarks of the watched topics and the triggers' committed offsets into the
+/// status report and the metrics.
+async fn refresh(
+    kafka: &Kafka,
+    watched: &[String],
+    triggers: &[TriggerView],
+    functions: Option<&Functions>,
+    state: &AdminState,
+) {
+    let metrics = state.metrics();
+    if let Some(functions) = functions {
+        let status = functions.status();
+        state.update_status(|s| s.functions = status);
+    }
+    match kafka.describe_topics(watched).await {
+        Ok(topics) => {
+            let mut trigger_status = Vec::with_capacity(triggers.len());
+            for view in triggers {
+                let partitions: Vec<(String, i32)> = topics
+                    .iter()
+                    .filter(|t| view.topics.contains(&t.name))
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
+                    .collect();
+                let committed = view.offsets.committed(partitions).await.unwrap_or_default();
+                let mut lag = 0;
+                for topic in topics.iter().filter(|t| view.topics.contains(&t.name)) {
+                    for p in &topic.partitions {
+                        let behind = match committed.get(&(topic.name.clone(), p.partition)) {
+                            Some(&offset) => p.high - offset.max(p.low),
+                            // Nothing committed yet: a trigger reading from the end has
+                            // nothing to catch up on.
+                            None if view.initial_offset == InitialOffset::Latest => 0,
+                            None => p.high - p.low,
+                        }
+                        .max(0);
+                        lag += behind;
+                        let _ = metrics
+                            .consumer_lag
+                            .get_or_create(&LagLabels {
+                                trigger: view.name.clone(),
+                                topic: topic.name.clone(),
+                                partition: p.partition,
+                            })
+                            .set(behind);
+                    }
+                }
+                let counts = view.probe.counts();
+                let outcomes = view.probe.outcomes();
+                trigger_status.push(TriggerStatus {
+                    name: view.name.clone(),
+                    topics: view.topics.clone(),
+                    target: view.probe.target(),
+                    group: view.group.clone(),
+                    lag,
+                    in_flight: counts.in_flight,
+                    waiting: counts.waiting,
+                    delivered: outcomes.delivered,
+                    retrying: outcomes.retrying,
+                    dead_lettered: outcomes.dead_lettered,
+                    dropped: outcomes.dropped,
+                });
+            }
+            state.update_status(|status| status.triggers = trigger_status);
+            metrics.broker_up.set(1);
+            for topic in &topics {
+                let labels = TopicLabels {
+                    topic: topic.name.clone(),
+                };
+                let _ = metrics
+                    .topic_partitions
+                    .get_or_create(&labels)
+                    .set(topic.partitions.len() as i64);
+                let _ = metrics
+                    .topic_records
+                    .get_or_create(&labels)
+                    .set(topic.records());
+                for p in &topic.partitions {
+                    let labels = PartitionLabels {
+                        topic: topic.name.clone(),
+                        partition: p.partition,
+                    };
+                    let _ = metrics
+                        .partition_high_watermark
+                        .get_or_create(&labels)
+                        .set(p.high);
+                    let _ = metrics
+                        .partition_low_watermark
+                        .get_or_create(&labels)
+                        .set(p.low);
+                }
+            }
+            state.update_status(|status| {
+                status.broker.reachable = true;
+                status.broker.error = None;
+                status.topics = watched
+                    .iter()
+                    .map(|name| match topics.iter().find(|t| &t.name == name) {
+                        Some(t) => TopicStatus {
+                            name: name.clone(),
+                            partitions: t.partitions.len(),
+                            records: t.records(),
+                        },
+                        None => TopicStatus {
+                            name: name.clone(),
+                            ..TopicStatus::default()
+                        },
+                    })
+                    .collect();
+            });
+        }
+        Err(err) => {
+            metrics.broker_up.set(0);
+            warn!(error = %err, "Cannot read topic state from the broker.");
+            state.update_status(|status| {
+                status.broker.reachable = false;
+                status.broker.error = Some(err.to_string());
+            });
+        }
+    }
+}
