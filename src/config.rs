@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,9 +14,16 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 mod de;
+mod function;
 mod path;
 mod resolve;
+mod storage;
 mod yaml;
+
+pub use function::{
+    CommandFunction, ExecFunction, Function, FunctionKind, JobFunction, UrlFunction,
+};
+pub use storage::{PostgresUrl, Storage};
 
 #[cfg(test)]
 mod tests;
@@ -274,215 +280,6 @@ fn default_replication_factor() -> i16 {
     1
 }
 
-/// A function, in one of four kinds.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Function {
-    /// An HTTP endpoint run elsewhere.
-    Url(UrlFunction),
-    /// A long-running HTTP server that sluice starts and scales.
-    Command(CommandFunction),
-    /// A program run once per event.
-    Exec(ExecFunction),
-    /// A program that consumes its topics itself.
-    Job(JobFunction),
-}
-
-impl Function {
-    /// Which kind of function this is.
-    pub fn kind(&self) -> FunctionKind {
-        match self {
-            Function::Url(_) => FunctionKind::Url,
-            Function::Command(_) => FunctionKind::Command,
-            Function::Exec(_) => FunctionKind::Exec,
-            Function::Job(_) => FunctionKind::Job,
-        }
-    }
-}
-
-/// The kinds of [`Function`], named by the key that selects them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FunctionKind {
-    /// `url:`
-    Url,
-    /// `command:`
-    Command,
-    /// `exec:`
-    Exec,
-    /// `job:`
-    Job,
-}
-
-impl FunctionKind {
-    /// Every kind, in the order they are documented.
-    pub const ALL: [FunctionKind; 4] = [
-        FunctionKind::Url,
-        FunctionKind::Command,
-        FunctionKind::Exec,
-        FunctionKind::Job,
-    ];
-
-    /// The key that selects this kind.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FunctionKind::Url => "url",
-            FunctionKind::Command => "command",
-            FunctionKind::Exec => "exec",
-            FunctionKind::Job => "job",
-        }
-    }
-}
-
-impl fmt::Display for FunctionKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An HTTP endpoint run elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UrlFunction {
-    /// Where events are posted; http or https.
-    #[serde(deserialize_with = "de::url")]
-    pub url: Url,
-}
-
-/// A long-running HTTP server that sluice starts and scales between `min` and `max` instances.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandFunction {
-    /// Program and arguments.
-    #[serde(deserialize_with = "de::string_list")]
-    pub command: Vec<String>,
-    /// Extra environment variables.
-    #[serde(default, deserialize_with = "de::string_map")]
-    pub env: BTreeMap<String, String>,
-    /// Working directory; unset means sluice's own.
-    #[serde(default)]
-    pub workdir: Option<PathBuf>,
-    /// Instances kept running even when idle.
-    #[serde(default = "default_command_min")]
-    pub min: usize,
-    /// Most instances at once.
-    #[serde(default = "default_command_max")]
-    pub max: usize,
-    /// Events handled at once by one instance.
-    #[serde(default = "default_command_concurrency")]
-    pub concurrency: usize,
-    /// How long an instance may sit idle before it is stopped.
-    #[serde(
-        default = "default_command_idle_timeout",
-        deserialize_with = "de::duration"
-    )]
-    pub idle_timeout: Duration,
-    /// How long an instance may take to become ready.
-    #[serde(default = "default_startup_timeout", deserialize_with = "de::duration")]
-    pub startup_timeout: Duration,
-    /// HTTP path polled until the instance is ready; unset means waiting for the port to open.
-    #[serde(default)]
-    pub readiness_path: Option<String>,
-    /// Whether sluice opens the listening socket and hands it to the instance.
-    #[serde(default)]
-    pub socket_activation: bool,
-}
-
-fn default_command_min() -> usize {
-    0
-}
-
-fn default_command_max() -> usize {
-    4
-}
-
-fn default_command_concurrency() -> usize {
-    8
-}
-
-fn default_command_idle_timeout() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_startup_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// A program run once per event.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecFunction {
-    /// Program and arguments.
-    #[serde(deserialize_with = "de::string_list")]
-    pub exec: Vec<String>,
-    /// Extra environment variables.
-    #[serde(default, deserialize_with = "de::string_map")]
-    pub env: BTreeMap<String, String>,
-    /// Working directory; unset means sluice's own.
-    #[serde(default)]
-    pub workdir: Option<PathBuf>,
-    /// Runs at once; unset means one per CPU (see [`ExecFunction::effective_concurrency`]).
-    #[serde(default)]
-    pub concurrency: Option<usize>,
-    /// How long one run may take.
-    #[serde(default = "default_exec_timeout", deserialize_with = "de::duration")]
-    pub timeout: Duration,
-}
-
-impl ExecFunction {
-    /// Runs at once: the configured number, or the number of CPUs.
-    pub fn effective_concurrency(&self) -> usize {
-        self.concurrency
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
-    }
-}
-
-fn default_exec_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// A program that reads its topics itself, started when records are waiting.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JobFunction {
-    /// Program and arguments.
-    #[serde(deserialize_with = "de::string_list")]
-    pub job: Vec<String>,
-    /// Topics the job consumes.
-    #[serde(deserialize_with = "de::string_list")]
-    pub topics: Vec<String>,
-    /// Consumer group the job uses.
-    pub group: String,
-    /// Extra environment variables.
-    #[serde(default, deserialize_with = "de::string_map")]
-    pub env: BTreeMap<String, String>,
-    /// Working directory; unset means sluice's own.
-    #[serde(default)]
-    pub workdir: Option<PathBuf>,
-    /// Most instances at once.
-    #[serde(default = "default_job_max")]
-    pub max: usize,
-    /// How often the group's lag is checked.
-    #[serde(default = "default_poll_interval", deserialize_with = "de::duration")]
-    pub poll_interval: Duration,
-    /// How long a job may wait without records before exiting; passed as `SLUICE_IDLE_TIMEOUT`.
-    #[serde(
-        default = "default_job_idle_timeout",
-        deserialize_with = "de::duration"
-    )]
-    pub idle_timeout: Duration,
-}
-
-fn default_job_max() -> usize {
-    4
-}
-
-fn default_poll_interval() -> Duration {
-    Duration::from_millis(500)
-}
-
-fn default_job_idle_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
 /// Delivers records from topics to a function or URL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
@@ -648,7 +445,7 @@ fn default_delivery_timeout() -> Duration {
 }
 
 /// Gives an enum of unit variants a fixed spelling in the file, with a message listing the
-/// accepted spellings (serde's own mentions Rust details such as "Value::Tagged enum").
+/// accepted spellings (serde's own mentions Rust details such as the enum's name).
 macro_rules! text_enum {
     ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
         impl $name {
@@ -679,124 +476,6 @@ macro_rules! text_enum {
             }
         }
     };
-}
-
-/// Where the embedded broker keeps records.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
-pub enum Storage {
-    /// In a SQLite database under `data_dir`.
-    #[default]
-    Sqlite,
-    /// In memory; lost on exit.
-    Memory,
-    /// In a PostgreSQL database, which several brokers may share.
-    Postgres(PostgresUrl),
-}
-
-impl Storage {
-    /// The kind of storage: `sqlite`, `memory` or `postgres`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Storage::Sqlite => "sqlite",
-            Storage::Memory => "memory",
-            Storage::Postgres(_) => "postgres",
-        }
-    }
-}
-
-impl std::str::FromStr for Storage {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "sqlite" => Ok(Storage::Sqlite),
-            "memory" => Ok(Storage::Memory),
-            url if url.contains("://") => PostgresUrl::parse(url).map(Storage::Postgres),
-            other => Err(format!(
-                "unknown value {other:?}, expected one of: sqlite, memory, a postgres:// URL"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Storage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Storage::Postgres(url) => url.fmt(f),
-            other => f.write_str(other.kind()),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Storage {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(D::Error::custom)
-    }
-}
-
-/// A PostgreSQL database for the broker's storage, as `postgres://user@host:port/db`.
-///
-/// Several brokers on one database serve the same topics and groups. The password may be in
-/// the URL or, better, in the `PGPASSWORD` environment variable, which is used when the URL
-/// has none. It is never shown: the URL prints without it.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct PostgresUrl(Url);
-
-impl PostgresUrl {
-    /// Checks that `text` is a `postgres://` (or `postgresql://`) URL with a host.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let url = Url::parse(text).map_err(|err| format!("not a URL: {err}"))?;
-        if !matches!(url.scheme(), "postgres" | "postgresql") {
-            return Err(format!(
-                "unknown storage {:?}, expected sqlite, memory or a postgres:// URL",
-                redacted(&url)
-            ));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err("a postgres:// URL needs a host".to_owned());
-        }
-        Ok(Self(url))
-    }
-
-    /// The URL the broker connects with: the scheme the engine knows, and the password from
-    /// `PGPASSWORD` when the URL has none.
-    pub fn connect_url(&self) -> Result<Url, String> {
-        let mut url = self.0.clone();
-        let bad = |what: &str| format!("{what} in {self}");
-        if url.scheme() == "postgresql" {
-            url.set_scheme("postgres")
-                .map_err(|()| bad("cannot use the scheme"))?;
-        }
-        if url.password().is_none()
-            && let Ok(password) = std::env::var("PGPASSWORD")
-        {
-            url.set_password(Some(&password))
-                .map_err(|()| bad("cannot set the password"))?;
-        }
-        Ok(url)
-    }
-}
-
-fn redacted(url: &Url) -> String {
-    let mut url = url.clone();
-    if url.password().is_some() {
-        let _ = url.set_password(Some("****"));
-    }
-    url.to_string()
-}
-
-impl fmt::Display for PostgresUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redacted(&self.0))
-    }
-}
-
-impl fmt::Debug for PostgresUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PostgresUrl({self})")
-    }
 }
 
 /// Where a new consumer group starts reading.

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer, Error as _, Visitor};
-use serde_yaml::Value;
 use url::Url;
 
 use super::Problem;
 use super::path::{join_index, join_key, parent};
-use super::yaml::Pos;
+use super::yaml::{Mapping, Pos, Value};
 
 /// Caps the retries on one item; each retry removes a key, so this only matters for huge items.
 const MAX_ATTEMPTS: usize = 64;
@@ -107,9 +106,9 @@ fn render(base: &str, segments: &[Segment]) -> String {
 /// rest of the item can still be built and checked. Problems under such a key are suppressed.
 fn placeholders() -> [Value; 5] {
     [
-        Value::Sequence(Vec::new()),
+        Value::Array(Vec::new()),
         Value::String(String::new()),
-        Value::Mapping(serde_yaml::Mapping::new()),
+        Value::Object(Mapping::new()),
         Value::Number(0.into()),
         Value::Bool(false),
     ]
@@ -180,21 +179,18 @@ pub(super) fn deserialize<T: DeserializeOwned>(
 }
 
 /// The mapping that holds the last key of `path`, and that key.
-fn holder<'v, 'p>(
-    value: &'v mut Value,
-    path: &'p [Segment],
-) -> Option<(&'v mut serde_yaml::Mapping, &'p str)> {
+fn holder<'v, 'p>(value: &'v mut Value, path: &'p [Segment]) -> Option<(&'v mut Mapping, &'p str)> {
     let (last, rest) = path.split_last()?;
     let mut current = value;
     for segment in rest {
         current = match segment {
-            Segment::Key(key) => current.as_mapping_mut()?.get_mut(key.as_str())?,
-            Segment::Index(index) => current.as_sequence_mut()?.get_mut(*index)?,
+            Segment::Key(key) => current.as_object_mut()?.get_mut(key.as_str())?,
+            Segment::Index(index) => current.as_array_mut()?.get_mut(*index)?,
             Segment::Other => return None,
         };
     }
     match last {
-        Segment::Key(key) => Some((current.as_mapping_mut()?, key.as_str())),
+        Segment::Key(key) => Some((current.as_object_mut()?, key.as_str())),
         _ => None,
     }
 }
@@ -205,7 +201,7 @@ fn remove(value: &mut Value, path: &[Segment]) -> bool {
 
 fn set(value: &mut Value, path: &[Segment], new: Value) -> bool {
     holder(value, path)
-        .map(|(map, key)| map.insert(Value::String(key.to_owned()), new))
+        .map(|(map, key)| map.insert(key.to_owned(), new))
         .is_some()
 }
 

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_yaml::Value;
 use url::Url;
 
 use super::de::{self, Report};
 use super::path::{join_index, join_key};
-use super::yaml::Document;
+use super::yaml::{Document, Value};
+
+mod triggers;
 use super::{
     AdminConfig, CommandFunction, Config, DeadLetter, Delivery, EmbeddedConfig, Endpoint,
     ExecFunction, Function, FunctionKind, InitialOffset, JobFunction, KafkaConfig, Ordering,
@@ -39,75 +40,6 @@ struct Sections {
     triggers: Option<Value>,
 }
 
-/// A trigger as written; [`Trigger`] is what it resolves to.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTrigger {
-    /// See [`Trigger::name`]; required, but optional here so that the rest of the trigger is
-    /// still checked when it is missing.
-    #[serde(default)]
-    name: Option<String>,
-    /// See [`Trigger::topics`]; required, optional here for the same reason as `name`.
-    #[serde(default, deserialize_with = "de::optional_string_list")]
-    topics: Option<Vec<String>>,
-    /// The function to deliver to; exclusive with `url`.
-    #[serde(default)]
-    function: Option<String>,
-    /// The endpoint to deliver to; exclusive with `function`.
-    #[serde(default, deserialize_with = "de::optional_url")]
-    url: Option<Url>,
-    /// See [`Trigger::group`].
-    #[serde(default)]
-    group: Option<String>,
-    /// See [`Trigger::initial_offset`].
-    #[serde(default)]
-    initial_offset: Option<InitialOffset>,
-    /// See [`Trigger::ordering`].
-    #[serde(default)]
-    ordering: Option<Ordering>,
-    /// See [`Trigger::max_in_flight`].
-    #[serde(default = "default_max_in_flight")]
-    max_in_flight: usize,
-    /// See [`Trigger::content_type`].
-    #[serde(default = "default_content_type")]
-    content_type: String,
-    /// See [`Trigger::source`].
-    #[serde(default)]
-    source: Option<String>,
-    /// See [`Trigger::event_type`].
-    #[serde(default, rename = "type")]
-    event_type: Option<String>,
-    /// See [`Trigger::delivery`]; null counts as unset.
-    #[serde(default)]
-    delivery: Option<Delivery>,
-    /// Kept as YAML because it takes three shapes; see [`dead_letter`].
-    #[serde(default)]
-    dead_letter: Option<Value>,
-    /// See [`Trigger::reply`].
-    #[serde(default)]
-    reply: Option<Reply>,
-}
-
-fn default_max_in_flight() -> usize {
-    64
-}
-
-fn default_content_type() -> String {
-    "application/octet-stream".to_owned()
-}
-
-/// The mapping form of `dead_letter`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeadLetterSpec {
-    /// See [`DeadLetter::Topic`].
-    #[serde(default)]
-    topic: Option<String>,
-    /// See [`DeadLetter::Url`].
-    #[serde(default, deserialize_with = "de::optional_url")]
-    url: Option<Url>,
-}
-
 /// Builds the configuration and returns it with every problem found; the configuration is
 /// only meaningful when there are none.
 pub(super) fn resolve(document: Document) -> (Config, Vec<Problem>) {
@@ -121,7 +53,7 @@ pub(super) fn resolve(document: Document) -> (Config, Vec<Problem>) {
     let mut config = Config::default();
     match &root {
         None | Some(Value::Null) => {}
-        Some(root @ Value::Mapping(_)) => {
+        Some(root @ Value::Object(_)) => {
             if let Some(sections) = de::deserialize::<Sections>(&mut report, root, "", None) {
                 fill(&mut report, &mut config, sections);
             }
@@ -182,7 +114,7 @@ fn fill(report: &mut Report<'_>, config: &mut Config, sections: Sections) {
         config.functions = functions(report, value, &mut declared);
     }
     if let Some(value) = &sections.triggers {
-        config.triggers = triggers(report, value, &declared, &config.functions);
+        config.triggers = triggers::triggers(report, value, &declared, &config.functions);
     }
 }
 
@@ -193,7 +125,7 @@ fn section<T: DeserializeOwned>(
     path: &str,
 ) -> Option<T> {
     match value? {
-        value @ Value::Mapping(_) => de::deserialize(report, value, path, None),
+        value @ Value::Object(_) => de::deserialize(report, value, path, None),
         other => {
             report.add(
                 path,
@@ -207,7 +139,7 @@ fn section<T: DeserializeOwned>(
 /// The items of a list section; null means empty.
 fn items<'v>(report: &mut Report<'_>, value: &'v Value, path: &str) -> &'v [Value] {
     match value {
-        Value::Sequence(items) => items,
+        Value::Array(items) => items,
         Value::Null => &[],
         other => {
             report.add(path, format!("expected a list, found {}", describe(other)));
@@ -223,7 +155,7 @@ fn item<T: DeserializeOwned>(
     path: &str,
     label: Option<&str>,
 ) -> Option<T> {
-    if value.is_mapping() {
+    if value.is_object() {
         de::deserialize(report, value, path, label)
     } else {
         report.add(
@@ -269,7 +201,7 @@ fn functions(
 ) -> BTreeMap<String, Function> {
     let mut functions = BTreeMap::new();
     let map = match value {
-        Value::Mapping(map) => map,
+        Value::Object(map) => map,
         Value::Null => return functions,
         other => {
             report.add(
@@ -284,7 +216,7 @@ fn functions(
     };
     for (key, value) in map {
         // Keys are always text: the YAML reader keeps every key's source spelling.
-        let Some(name) = key.as_str() else { continue };
+        let name = key.as_str();
         declared.insert(name.to_owned());
         let path = join_key("functions", name);
         if let Err(why) = check_name(name) {
@@ -299,7 +231,7 @@ fn functions(
 
 fn function(report: &mut Report<'_>, name: &str, value: &Value, path: &str) -> Option<Function> {
     let all = "`url`, `command`, `exec` or `job`";
-    let Value::Mapping(map) = value else {
+    let Value::Object(map) = value else {
         report.add(
             path,
             format!(
@@ -399,198 +331,6 @@ fn function(report: &mut Report<'_>, name: &str, value: &Value, path: &str) -> O
     }
 }
 
-fn triggers(
-    report: &mut Report<'_>,
-    value: &Value,
-    declared: &BTreeSet<String>,
-    functions: &BTreeMap<String, Function>,
-) -> Vec<Trigger> {
-    let mut triggers = Vec::new();
-    let mut seen: HashMap<String, String> = HashMap::new();
-    for (index, value) in items(report, value, "triggers").iter().enumerate() {
-        let path = join_index("triggers", index);
-        let Some(raw) = item::<RawTrigger>(report, value, &path, None) else {
-            continue;
-        };
-        let name_path = join_key(&path, "name");
-        match &raw.name {
-            Some(name) => {
-                if let Err(why) = check_name(name) {
-                    report.add(&name_path, format!("invalid trigger name {name:?}: {why}"));
-                }
-                duplicate(report, &mut seen, name, &name_path, "trigger");
-            }
-            None => required(report, &path, "name"),
-        }
-        if let Some(trigger) = trigger(report, raw, &path, declared, functions) {
-            triggers.push(trigger);
-        }
-    }
-    triggers
-}
-
-fn trigger(
-    report: &mut Report<'_>,
-    raw: RawTrigger,
-    path: &str,
-    declared: &BTreeSet<String>,
-    functions: &BTreeMap<String, Function>,
-) -> Option<Trigger> {
-    let key = |k: &str| join_key(path, k);
-    match &raw.topics {
-        Some(topics) => check_topics(report, &key("topics"), topics),
-        None => required(report, path, "topics"),
-    }
-    if raw.group.as_deref().is_some_and(|g| g.trim().is_empty()) {
-        report.add(
-            &key("group"),
-            "must not be empty; leave it out for the default",
-        );
-    }
-    at_least_one(report, &key("max_in_flight"), to_i64(raw.max_in_flight));
-    if raw.content_type.trim().is_empty() {
-        report.add(&key("content_type"), "must not be empty");
-    }
-    let delivery = raw.delivery.unwrap_or_default();
-    if delivery.backoff_delay > delivery.backoff_max {
-        report.add(
-            &join_key(&key("delivery"), "backoff_delay"),
-            format!(
-                "backoff_delay ({}) must not be longer than backoff_max ({})",
-                humantime::format_duration(delivery.backoff_delay),
-                humantime::format_duration(delivery.backoff_max)
-            ),
-        );
-    }
-    positive(
-        report,
-        &join_key(&key("delivery"), "timeout"),
-        delivery.timeout,
-    );
-    let name = raw.name.as_deref().unwrap_or_default();
-    let dead_letter = dead_letter(report, raw.dead_letter.as_ref(), &key("dead_letter"), name);
-    if let Some(reply) = &raw.reply {
-        check_topic(report, &join_key(&key("reply"), "topic"), &reply.topic);
-    }
-    let target = match (raw.function, raw.url) {
-        (Some(function), None) => {
-            let function_path = key("function");
-            match functions.get(&function) {
-                Some(Function::Url(f)) => match Endpoint::parse(f.url.clone()) {
-                    Ok(endpoint) if f.url.scheme() == "http" => Target::Url(endpoint),
-                    // Reported at the function.
-                    Ok(_) => return None,
-                    Err(why) => {
-                        report.add(&function_path, why);
-                        return None;
-                    }
-                },
-                Some(Function::Command(_)) => Target::Command(function),
-                Some(Function::Exec(_)) => Target::Exec(function),
-                Some(Function::Job(_)) => {
-                    report.add(
-                        &function_path,
-                        format!(
-                            "function `{function}` is a job, which reads its topics itself; \
-                             triggers can only deliver to url, command or exec functions"
-                        ),
-                    );
-                    return None;
-                }
-                // A function whose own definition had a problem is declared but absent: that
-                // problem is reported already.
-                None if declared.contains(&function) => return None,
-                None => {
-                    let known: Vec<&str> = declared.iter().map(String::as_str).collect();
-                    let hint = if known.is_empty() {
-                        "no functions are defined".to_owned()
-                    } else {
-                        format!("defined functions: {}", known.join(", "))
-                    };
-                    report.add(
-                        &function_path,
-                        format!("unknown function `{function}` ({hint})"),
-                    );
-                    return None;
-                }
-            }
-        }
-        (None, Some(url)) => Target::Url(endpoint(report, &key("url"), &url)?),
-        (Some(_), Some(_)) => {
-            report.add(path, "set either `function` or `url`, not both");
-            return None;
-        }
-        (None, None) => {
-            if !report.was_removed(&key("function")) && !report.was_removed(&key("url")) {
-                report.add(
-                    path,
-                    "missing `function` or `url`: a trigger needs somewhere to deliver",
-                );
-            }
-            return None;
-        }
-    };
-    Some(Trigger {
-        name: raw.name?,
-        topics: raw.topics?,
-        target,
-        group: raw.group,
-        initial_offset: raw.initial_offset.unwrap_or_default(),
-        ordering: raw.ordering.unwrap_or_default(),
-        max_in_flight: raw.max_in_flight,
-        content_type: raw.content_type,
-        source: raw.source,
-        event_type: raw.event_type,
-        delivery,
-        dead_letter: dead_letter?,
-        reply: raw.reply,
-    })
-}
-
-/// `dead_letter` is the word `none`, `{topic: T}` or `{url: U}`; absent means a topic named
-/// after the trigger.
-fn dead_letter(
-    report: &mut Report<'_>,
-    value: Option<&Value>,
-    path: &str,
-    trigger: &str,
-) -> Option<DeadLetter> {
-    let shapes = "`none`, `{topic: NAME}` or `{url: URL}`";
-    let value = match value {
-        None => return Some(DeadLetter::default_for(trigger)),
-        Some(Value::String(word)) if word == "none" => return Some(DeadLetter::None),
-        Some(value @ Value::Mapping(_)) => value,
-        Some(other) => {
-            let found = match other {
-                Value::String(word) => format!("{word:?}"),
-                other => describe(other).to_owned(),
-            };
-            report.add(path, format!("expected {shapes}, found {found}"));
-            return None;
-        }
-    };
-    let spec = de::deserialize::<DeadLetterSpec>(report, value, path, None)?;
-    match (spec.topic, spec.url) {
-        (Some(topic), None) => {
-            check_topic(report, &join_key(path, "topic"), &topic);
-            Some(DeadLetter::Topic(topic))
-        }
-        (None, Some(url)) => endpoint(report, &join_key(path, "url"), &url).map(DeadLetter::Url),
-        (Some(_), Some(_)) => {
-            report.add(path, "set either `topic` or `url`, not both");
-            None
-        }
-        (None, None) => {
-            let removed = report.was_removed(&join_key(path, "topic"))
-                || report.was_removed(&join_key(path, "url"));
-            if !removed {
-                report.add(path, format!("expected {shapes}, found an empty mapping"));
-            }
-            None
-        }
-    }
-}
-
 /// Reports a required key that is absent, unless it was dropped after a problem already reported.
 fn required(report: &mut Report<'_>, path: &str, key: &str) {
     if !report.was_removed(&join_key(path, key)) {
@@ -681,22 +421,6 @@ fn check_url(report: &mut Report<'_>, path: &str, url: &Url) {
     }
 }
 
-/// A trigger's or dead letter's URL, checked like a function's and parsed for the client.
-fn endpoint(report: &mut Report<'_>, path: &str, url: &Url) -> Option<Endpoint> {
-    let errors = report.problems.len();
-    check_url(report, path, url);
-    if report.problems.len() > errors {
-        return None;
-    }
-    match Endpoint::parse(url.clone()) {
-        Ok(endpoint) => Some(endpoint),
-        Err(why) => {
-            report.add(path, why);
-            None
-        }
-    }
-}
-
 fn check_argv(report: &mut Report<'_>, path: &str, argv: &[String]) {
     match argv.first() {
         None => report.add(path, "must name a program to run"),
@@ -741,8 +465,7 @@ fn describe(value: &Value) -> &'static str {
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
     }
 }

@@ -1,17 +1,25 @@
-//! Turns YAML text into a `serde_yaml::Value` plus the position of every key.
+//! Turns YAML text into a tree of [`Value`]s plus the position of every key.
 //!
-//! serde_yaml forgets positions once a `Value` exists and gives up at the first duplicate key,
-//! so the tree is built here from yaml-rust2's events instead: that keeps a line and column for
-//! every path and lets duplicate keys become ordinary problems next to all the others.
+//! The tree is built here from yaml-rust2's events: that keeps a line and column for every
+//! path and lets duplicate keys become ordinary problems next to all the others. The tree is
+//! `serde_json`'s `Value` (with its keys in the file's order), which serde deserializes the
+//! config's types from and which [`super::de`] can take keys out of; YAML's own types end
+//! here, as the core schema resolves them.
 
 use std::collections::HashMap;
 
-use serde_yaml::{Mapping, Value};
+use serde_json::Number;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::Problem;
 use super::path::{join_index, join_key};
+
+/// A YAML node, its scalars resolved.
+pub(super) type Value = serde_json::Value;
+
+/// A YAML mapping: text keys, in the file's order.
+pub(super) type Mapping = serde_json::Map<String, Value>;
 
 /// Deeper documents are refused, because dropping and deserializing a `Value` recurse.
 const MAX_DEPTH: usize = 128;
@@ -124,8 +132,8 @@ pub(super) fn read(text: &str) -> Result<Document, Problem> {
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(frame) = builder.stack.pop() {
                     let value = match frame.container {
-                        Container::Seq(items) => Value::Sequence(items),
-                        Container::Map { map, .. } => Value::Mapping(map),
+                        Container::Seq(items) => Value::Array(items),
+                        Container::Map { map, .. } => Value::Object(map),
                     };
                     builder.finish(value, None, frame.anchor, frame.pos);
                 }
@@ -294,7 +302,7 @@ impl Builder {
             Container::Map { map, key, seen } => match key.take() {
                 Some(pending) => {
                     if pending.keep {
-                        map.insert(Value::String(pending.name), value);
+                        map.insert(pending.name, value);
                     }
                 }
                 None => {
@@ -368,13 +376,13 @@ impl Builder {
 
 fn node_count(value: &Value) -> usize {
     match value {
-        Value::Sequence(items) => 1 + items.iter().map(node_count).sum::<usize>(),
-        Value::Mapping(map) => 1 + map.values().map(node_count).sum::<usize>(),
+        Value::Array(items) => 1 + items.iter().map(node_count).sum::<usize>(),
+        Value::Object(map) => 1 + map.values().map(node_count).sum::<usize>(),
         _ => 1,
     }
 }
 
-/// The YAML 1.2 core schema, as serde_yaml applies it: only plain scalars are typed.
+/// The YAML 1.2 core schema: only plain scalars are typed.
 fn resolve_scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Value {
     if let Some(tag) = tag
         && tag.handle == "tag:yaml.org,2002:"
@@ -396,11 +404,10 @@ fn resolve_plain(text: &str) -> Value {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
         "true" | "True" | "TRUE" => return Value::Bool(true),
         "false" | "False" | "FALSE" => return Value::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return Value::Number(f64::INFINITY.into());
-        }
-        "-.inf" | "-.Inf" | "-.INF" => return Value::Number(f64::NEG_INFINITY.into()),
-        ".nan" | ".NaN" | ".NAN" => return Value::Number(f64::NAN.into()),
+        // No setting takes a float: infinities and NaN stay text, which every setting that
+        // wants a number refuses with the text as written.
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        | ".nan" | ".NaN" | ".NAN" => return Value::String(text.to_owned()),
         _ => {}
     }
     if let Some(number) = parse_integer(text) {
@@ -411,8 +418,8 @@ fn resolve_plain(text: &str) -> Value {
         .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '+' | '-'))
         && text.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '.' | '+' | '-'))
         && text.chars().any(|c| c.is_ascii_digit());
-    if looks_numeric && let Ok(float) = text.parse::<f64>() {
-        return Value::Number(float.into());
+    if looks_numeric && let Some(float) = text.parse::<f64>().ok().and_then(Number::from_f64) {
+        return Value::Number(float);
     }
     Value::String(text.to_owned())
 }
