@@ -4,9 +4,12 @@
 //! - [`config`]: the YAML file, validated into typed settings; everything else is built from it.
 //! - [`broker`]: the embedded Kafka-compatible broker (`nisshi`), used when no cluster is set.
 //! - [`kafka`]: librdkafka clients and topic administration shared by every command.
-//! - [`trigger`]: a trigger's consumer group, ordering lanes and offset watermark.
+//! - [`trigger`]: a trigger's consumer group (`consumer.rs`), ordering lanes (`lanes.rs`),
+//!   offset watermark (`offsets.rs`) and the state its tasks share (`state.rs`).
 //! - [`event`]: record → CloudEvent (Knative KafkaSource's HTTP binary mode).
-//! - [`deliver`]: where events go, the HTTP invoker, retry policy, dead letters and replies.
+//! - [`deliver`]: where events go (`destination.rs`), the HTTP invoker (`http.rs`,
+//!   `conn.rs`), the retry policy (`retry.rs`), and dead letters and replies
+//!   (`pipeline.rs`).
 //! - [`function`]: the function runtime: `command` instances scaled from zero, `exec` runs
 //!   per event, `job` programs woken by lag.
 //! - [`backoff`]: the waits between tries that delivery, the runtime and the broker share.
