@@ -7,7 +7,8 @@
 //! partition-ordered against one-at-a-time per partition (target ≥ 0.8×), in `ROUNDS` rounds
 //! (default 3) with the median ratio at the end. In each round the plain client runs right
 //! before and right after sluice and its mean is the baseline. `MODE=unordered`
-//! or `MODE=ordered` runs one of the two. Each phase also prints the process's CPU time per
+//! or `MODE=ordered` runs one of the two; `MODE=filter` measures unordered delivery with a
+//! CESQL filter that passes every record against the same trigger without one. Each phase also prints the process's CPU time per
 //! event (user and system, every thread: broker, client, function and sluice).
 
 use std::{
@@ -45,6 +46,9 @@ use sluice::{
 
 const PARTITIONS: i32 = 4;
 const IN_FLIGHT: usize = 64;
+
+/// The filter of `MODE=filter`: true for every record, reading three attributes.
+const FILTER: &str = "EXISTS id AND type = 'dev.knative.kafka.event' AND source LIKE '/sluice/%'";
 
 /// A no-op function that counts requests.
 #[derive(Clone, Default)]
@@ -269,6 +273,8 @@ async fn sluice_run(
     ordering: &str,
     round: usize,
     total: u64,
+    extra: &str,
+    tag: &str,
 ) -> Phase {
     let function = Counter::default();
     let addr = serve_noop(function.clone()).await;
@@ -280,14 +286,14 @@ kafka:
 admin:
   listen: \"{admin}\"
 triggers:
-  - name: bench-{ordering}-{round}
+  - name: bench-{ordering}-{round}-{tag}
     topics: [{topic}]
     url: http://{addr}/
     initial_offset: earliest
     ordering: {ordering}
     max_in_flight: {IN_FLIGHT}
     dead_letter: none
-",
+{extra}",
         admin = free_local_addr().unwrap(),
         // CLIENT="key: value, ..." passes librdkafka properties to the trigger.
         client = std::env::var("CLIENT").unwrap_or_default(),
@@ -414,6 +420,36 @@ fn main() {
                 target: 0.8,
             },
         ];
+        if mode == Some("filter") {
+            // A CESQL filter that lets every record through, against the same trigger without
+            // one, measured before and after it in each round.
+            let filter = format!("    filters:\n      - cesql: \"{FILTER}\"\n");
+            let mut ratios = Vec::new();
+            for round in 1..=rounds {
+                // Each run is a new consumer group, so each reads every record.
+                let run = |extra: String, tag: &'static str| {
+                    let bootstrap = bootstrap.clone();
+                    async move {
+                        sluice_run(&bootstrap, "unordered", "unordered", round, total, &extra, tag)
+                            .await
+                    }
+                };
+                let plain = run(String::new(), "before").await;
+                let filtered = run(filter.clone(), "filtered").await;
+                let plain = plain.and(run(String::new(), "after").await);
+                println!(
+                    "round {round}: unordered with a CESQL filter {filtered}, without {plain}, ratio {:.2}",
+                    filtered.rate / plain.rate
+                );
+                ratios.push(filtered.rate / plain.rate);
+            }
+            println!(
+                "CESQL filter: median ratio {} against no filter, over {rounds} rounds; target 0.95",
+                summary(ratios)
+            );
+            broker.shutdown().await;
+            return;
+        }
         let modes: Vec<Mode> = modes
             .into_iter()
             .filter(|m| mode.is_none_or(|only| only == m.topic))
@@ -423,7 +459,7 @@ fn main() {
             for (m, (to_plain, to_same)) in modes.iter().zip(ratios.iter_mut()) {
                 let plain = plain_client(&url, total, m.workers, few.clone()).await;
                 let same = plain_client(&url, total, m.workers, full.clone()).await;
-                let ours = sluice_run(&bootstrap, m.topic, m.ordering, round, total).await;
+                let ours = sluice_run(&bootstrap, m.topic, m.ordering, round, total, "", "run").await;
                 let plain = plain.and(plain_client(&url, total, m.workers, few.clone()).await);
                 let same = same.and(plain_client(&url, total, m.workers, full.clone()).await);
                 println!(

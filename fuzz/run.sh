@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the embedded broker's request decoding and dispatch for a bounded time and reports
-# executions and crashes.
+# Fuzzes the embedded broker's request decoding and dispatch, and the CESQL parser and
+# evaluator, for a bounded time each, and reports executions and crashes.
 #
 #   bash fuzz/run.sh [SECONDS_PER_TARGET]      (default 300)
 #
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${1:-300}
-targets=(request_frames_memory request_frames_sqlite)
+targets=(request_frames_memory request_frames_sqlite cesql)
 
 rustup toolchain list | grep -q '^nightly' || { echo "the nightly toolchain is needed" >&2; exit 2; }
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
@@ -19,7 +19,9 @@ command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 status=0
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "artifacts/$target"
-  cp -n seeds/* "corpus/$target/" 2>/dev/null || true
+  seeds=seeds
+  [ "$target" = cesql ] && seeds=seeds-cesql
+  cp -n "$seeds"/* "corpus/$target/" 2>/dev/null || true
   log=$(mktemp)
   set +e
   cargo +nightly fuzz run "$target" "corpus/$target" -- \

@@ -68,6 +68,9 @@ pub struct TriggerStatus {
     pub dead_lettered: u64,
     /// Events dropped (`dead_letter: none`).
     pub dropped: u64,
+    /// Events the trigger's filters did not let through.
+    #[serde(default)]
+    pub filtered: u64,
 }
 
 /// The broker as last seen.

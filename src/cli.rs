@@ -1,6 +1,7 @@
 //! The command line: argument definitions and one function per subcommand.
 
 mod consume;
+mod filter;
 mod produce;
 mod status;
 mod topics;
@@ -83,6 +84,12 @@ pub enum Command {
     },
     /// Show a running sluice's status.
     Status(status::StatusArgs),
+    /// Try a filter expression.
+    Filter {
+        /// What to do.
+        #[command(subcommand)]
+        command: filter::FilterCommand,
+    },
 }
 
 /// Overrides of the embedded broker's settings.
@@ -208,6 +215,11 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             );
             return Ok(());
         }
+        // Needs no config: it tries an expression on its own.
+        Command::Filter { command } => {
+            println!("{}", filter::run(command)?);
+            return Ok(());
+        }
         _ => load_config(cli.config.as_deref())?,
     };
     match &cli.command {
@@ -243,6 +255,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Consume(args) => consume::run(&cli.kafka(&config), args).await,
         Command::Topics { command } => topics::run(&cli.kafka(&config), &config, command).await,
         Command::Status(args) => status::run(&config, args).await,
+        Command::Filter { .. } => Ok(()),
     }
 }
 

@@ -309,6 +309,8 @@ pub struct Trigger {
     pub dead_letter: DeadLetter,
     /// Where the function's responses are produced, if anywhere.
     pub reply: Option<Reply>,
+    /// Which events are delivered; none means all. A filtered-out record is final.
+    pub filters: crate::filter::Filters,
 }
 
 impl Trigger {

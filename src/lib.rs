@@ -7,6 +7,7 @@
 //! - [`trigger`]: a trigger's consumer group (`consumer.rs`), ordering lanes (`lanes.rs`),
 //!   offset watermark (`offsets.rs`) and the state its tasks share (`state.rs`).
 //! - [`event`]: record → CloudEvent (Knative KafkaSource's HTTP binary mode).
+//! - [`filter`]: Knative's trigger filters and CloudEvents SQL, deciding which events go on.
 //! - [`deliver`]: where events go (`destination.rs`), the HTTP invoker (`http.rs`,
 //!   `conn.rs`), the retry policy (`retry.rs`), and dead letters and replies
 //!   (`pipeline.rs`).
@@ -29,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod filter;
 pub mod function;
 pub mod kafka;
 pub mod metrics;

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub events_dead_lettered: Family<TriggerLabels, Counter>,
     /// Events given up on with `dead_letter: none`.
     pub events_dropped: Family<TriggerLabels, Counter>,
+    /// Events the trigger's filters did not let through.
+    pub events_filtered: Family<TriggerLabels, Counter>,
     /// Replies produced to a reply topic.
     pub replies: Family<TriggerLabels, Counter>,
     /// Records between the committed offset and the end of a partition.
@@ -195,6 +197,12 @@ impl Metrics {
             "Events given up on without a dead-letter sink",
             events_dropped.clone(),
         );
+        let events_filtered = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "events_filtered",
+            "Events a trigger's filters did not let through; final, and committed past",
+            events_filtered.clone(),
+        );
         let replies = Family::<TriggerLabels, Counter>::default();
         registry.register("replies", "Replies produced", replies.clone());
         let consumer_lag = Family::<LagLabels, Gauge>::default();
@@ -256,6 +264,7 @@ impl Metrics {
             delivery_duration,
             events_dead_lettered,
             events_dropped,
+            events_filtered,
             replies,
             consumer_lag,
             in_flight,
@@ -311,6 +320,8 @@ pub struct Outcomes {
     pub dead_lettered: u64,
     /// Records dropped (`dead_letter: none`).
     pub dropped: u64,
+    /// Records the filters did not let through.
+    pub filtered: u64,
     /// Records waiting for their next attempt.
     pub retrying: i64,
 }
@@ -325,6 +336,8 @@ pub struct TriggerMetrics {
     pub dead_lettered: Counter,
     /// Records dropped.
     pub dropped: Counter,
+    /// Records filtered out.
+    pub filtered: Counter,
     /// Replies produced.
     pub replies: Counter,
     /// Time from an attempt's start to its 2xx.
@@ -356,6 +369,7 @@ impl TriggerMetrics {
             delivered: metrics.events_delivered.get_or_create(&labels).clone(),
             dead_lettered: metrics.events_dead_lettered.get_or_create(&labels).clone(),
             dropped: metrics.events_dropped.get_or_create(&labels).clone(),
+            filtered: metrics.events_filtered.get_or_create(&labels).clone(),
             replies: metrics.replies.get_or_create(&labels).clone(),
             duration: metrics.delivery_duration.get_or_create(&labels).clone(),
             in_flight: metrics.in_flight.get_or_create(&labels).clone(),
@@ -385,6 +399,7 @@ impl TriggerMetrics {
             delivered: self.delivered.get(),
             dead_lettered: self.dead_lettered.get(),
             dropped: self.dropped.get(),
+            filtered: self.filtered.get(),
             retrying: self.retrying.get(),
         }
     }

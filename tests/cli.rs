@@ -569,3 +569,39 @@ fn up_exits_non_zero_when_the_embedded_broker_panics() {
         "{log}"
     );
 }
+
+#[test]
+fn filter_eval_prints_the_value_or_the_error_kind() {
+    let value = |args: &[&str]| {
+        let output = run(args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output).trim().to_owned()
+    };
+    assert_eq!(value(&["filter", "eval", "1 + 2 * 3"]), "7");
+    // Without an event, one with the required attributes set.
+    assert_eq!(
+        value(&["filter", "eval", "EXISTS id AND specversion = '1.0'"]),
+        "true"
+    );
+    assert_eq!(value(&["filter", "eval", "EXISTS subject"]), "false");
+    assert_eq!(value(&["filter", "eval", "LOWER('ABC')"]), "\"abc\"");
+    let event = br#"{"specversion":"1.0","id":"x","source":"/shop","type":"order.created","tier":"gold","count":3}"#;
+    let output = run_with_input(
+        &[
+            "filter",
+            "eval",
+            "type LIKE 'order.%' AND tier = 'gold' AND count > 2",
+            "--event",
+            "-",
+        ],
+        event,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), "true");
+    let output = run(&["filter", "eval", "1 / 0"]);
+    assert_clean_failure(&output, "error: math:");
+    assert_eq!(output.status.code(), Some(1));
+    let output = run(&["filter", "eval", "1 +"]);
+    assert_clean_failure(&output, "error: parse:");
+    assert_eq!(output.status.code(), Some(1));
+}

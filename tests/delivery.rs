@@ -940,3 +940,72 @@ async fn a_replica_joining_mid_stream_takes_partitions_without_loss_or_repeats()
     replica.shutdown(Duration::from_secs(10)).await;
     sluice.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn filters_let_through_only_matching_events_and_commit_past_the_rest() {
+    let function = Function::start(|_, _| Answer::ok()).await;
+    let yaml = trigger_yaml(
+        "mixed",
+        2,
+        &function.url(),
+        "    ordering: unordered
+    filters:
+      - prefix: {key: order-}
+      - cesql: \"kafkaheadertier IN ('gold', 'silver') AND EXISTS partitionkey\"
+",
+    );
+    let sluice = InProcess::start(&yaml).await;
+    let tiers = ["gold", "silver", "bronze"];
+    let records: Vec<Rec> = (0..300)
+        .map(|n| {
+            let key = if n % 2 == 0 { "order" } else { "other" };
+            (
+                Some(format!("{key}-{n}").into_bytes()),
+                n.to_string().into_bytes(),
+                vec![("tier".to_owned(), tiers[n % 3].as_bytes().to_vec())],
+            )
+        })
+        .collect();
+    let wanted = (0..300).filter(|n| n % 2 == 0 && n % 3 != 2).count();
+    produce_all(&sluice.bootstrap, "mixed", records).await;
+    function.wait_for(wanted, WAIT).await;
+    // Filtered-out records are final: the group commits past all 300.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let committed = committed(&sluice.bootstrap, "sluice-t", "mixed").await;
+        if committed.values().sum::<i64>() == 300 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "committed {committed:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(function.count(), wanted);
+    for r in function.received() {
+        assert!(r.header("ce-key").unwrap().starts_with("order-"));
+        let tier = r.header("ce-kafkaheadertier").unwrap();
+        assert!(tier == "gold" || tier == "silver", "{tier}");
+    }
+    // The status poller reports the counts every 2 s.
+    let deadline = Instant::now() + WAIT;
+    let t = loop {
+        let status = sluice.state().status();
+        let t = status.triggers[0].clone();
+        if t.filtered + t.delivered == 300 || Instant::now() > deadline {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        (t.delivered, t.filtered),
+        (wanted as u64, (300 - wanted) as u64)
+    );
+    let metrics = sluice.state().metrics().encode();
+    assert!(
+        metrics.contains(&format!(
+            "sluice_events_filtered_total{{trigger=\"t\"}} {}\n",
+            300 - wanted
+        )),
+        "{metrics}"
+    );
+    sluice.stop().await;
+}

@@ -163,6 +163,7 @@ async fn refresh(
                     retrying: outcomes.retrying,
                     dead_lettered: outcomes.dead_lettered,
                     dropped: outcomes.dropped,
+                    filtered: outcomes.filtered,
                 });
             }
             state.update_status(|status| status.triggers = trigger_status);

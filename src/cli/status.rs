@@ -144,6 +144,7 @@ fn render(status: &Status) -> String {
                     t.retrying.to_string(),
                     t.dead_lettered.to_string(),
                     t.dropped.to_string(),
+                    t.filtered.to_string(),
                     t.target.clone(),
                 ]
             })
@@ -159,6 +160,7 @@ fn render(status: &Status) -> String {
                 "RETRYING",
                 "DEAD-LETTERED",
                 "DROPPED",
+                "FILTERED",
                 "TARGET",
             ],
             &rows,
@@ -258,6 +260,7 @@ mod tests {
                 retrying: 1,
                 dead_lettered: 4,
                 dropped: 0,
+                filtered: 7,
             }],
             ..Status::default()
         };
@@ -274,6 +277,7 @@ mod tests {
                 "1",
                 "4",
                 "0",
+                "7",
                 "http://127.0.0.1:8081/"
             ]
         );

@@ -13,6 +13,7 @@ use super::de::{self, Report};
 use super::path::{join_index, join_key};
 use super::yaml::{Document, Value};
 
+mod filters;
 mod triggers;
 use super::{
     AdminConfig, CommandFunction, Config, DeadLetter, Delivery, EmbeddedConfig, Endpoint,

@@ -25,6 +25,7 @@ use crate::{
     backoff::Backoff,
     config::{self, DeadLetter, Delivery},
     event::{self, Event, EventSettings, Record, percent_decode},
+    filter::Filters,
     metrics::TriggerMetrics,
 };
 
@@ -43,6 +44,8 @@ pub enum Final {
     DeadLettered,
     /// `dead_letter: none` and it could not be delivered.
     Dropped,
+    /// The trigger's filters did not let it through.
+    Filtered,
 }
 
 /// Everything a trigger needs to take a record to its outcome.
@@ -61,6 +64,8 @@ pub struct Pipeline {
     pub reply: Option<String>,
     /// How records become events.
     pub settings: EventSettings,
+    /// Which events are delivered.
+    pub filters: Filters,
     /// HTTP client.
     pub invoker: Invoker,
     /// Producer for dead letters and replies.
@@ -98,6 +103,7 @@ impl Pipeline {
             backoff: retry::policy(&trigger.delivery),
             dead_letter: trigger.dead_letter.clone(),
             reply: trigger.reply.as_ref().map(|r| r.topic.clone()),
+            filters: trigger.filters.clone(),
             settings: EventSettings {
                 trigger: trigger.name.clone(),
                 source: trigger.source.clone(),
@@ -122,6 +128,10 @@ impl Pipeline {
         session: &mut Session,
     ) -> Option<Final> {
         let event = event::from_record(record, &self.settings);
+        if !self.filters.matches(&event) {
+            let _ = self.metrics.filtered.inc();
+            return Some(Final::Filtered);
+        }
         let mut retries = 0u32;
         let mut unreachable = 0u32;
         let mut attempts = 0u32;

@@ -50,6 +50,12 @@ struct RawTrigger {
     /// See [`Trigger::reply`].
     #[serde(default)]
     reply: Option<Reply>,
+    /// See [`Trigger::filters`]; kept as YAML, since each entry takes one of several shapes.
+    #[serde(default)]
+    filters: Option<Value>,
+    /// Knative's older form of [`Trigger::filters`].
+    #[serde(default)]
+    filter: Option<Value>,
 }
 
 fn default_max_in_flight() -> usize {
@@ -142,6 +148,7 @@ fn trigger(
     );
     let name = raw.name.as_deref().unwrap_or_default();
     let dead_letter = dead_letter(report, raw.dead_letter.as_ref(), &key("dead_letter"), name);
+    let filters = super::filters::filters(report, raw.filters.as_ref(), raw.filter.as_ref(), path);
     if let Some(reply) = &raw.reply {
         check_topic(report, &join_key(&key("reply"), "topic"), &reply.topic);
     }
@@ -217,6 +224,7 @@ fn trigger(
         delivery,
         dead_letter: dead_letter?,
         reply: raw.reply,
+        filters,
     })
 }
 
