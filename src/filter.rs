@@ -249,9 +249,10 @@ impl<'a> Attributes<'a> {
             .find(|(name, _)| *name == CONTENT_TYPE)
             .and_then(|(_, v)| v.to_str().ok())
             .filter(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("application/cloudevents+json")
+                let v = v.trim_start().as_bytes();
+                let structured = b"application/cloudevents+json";
+                v.len() >= structured.len()
+                    && v[..structured.len()].eq_ignore_ascii_case(structured)
             })
             .and_then(|_| serde_json::from_slice::<Json>(&event.body).ok())
             .and_then(|json| match json {
@@ -302,8 +303,16 @@ impl cesql::Event for Attributes<'_> {
             .iter()
             .find(|(n, _)| n.as_str().strip_prefix("ce-") == Some(name))
             .map(|(_, v)| {
-                let decoded = percent_decode(v.to_str().unwrap_or_default());
-                cesql::Value::String(String::from_utf8_lossy(&decoded).into_owned())
+                let text = v.to_str().unwrap_or_default();
+                // Most values need no decoding; those are copied once, not decoded.
+                if !text.contains('%') {
+                    return cesql::Value::String(text.to_owned());
+                }
+                let decoded = percent_decode(text);
+                cesql::Value::String(
+                    String::from_utf8(decoded)
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                )
             })
     }
 }

@@ -1009,3 +1009,58 @@ async fn filters_let_through_only_matching_events_and_commit_past_the_rest() {
     );
     sluice.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_function_that_lists_topics_receives_their_records() {
+    let function = Function::start(|_, _| Answer::ok()).await;
+    let yaml = format!(
+        "\
+topics:
+  - name: subs
+    partitions: 2
+functions:
+  hello:
+    url: {}
+    topics: [subs]
+",
+        function.url()
+    );
+    let sluice = InProcess::start(&yaml).await;
+    // The implicit trigger reads from the latest offset, as a trigger does by default: probe
+    // until it has joined, then send the records that count.
+    let deadline = Instant::now() + WAIT;
+    while function.count() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the implicit trigger never delivered"
+        );
+        produce_all(&sluice.bootstrap, "subs", vec![rec("probe", "probe")]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let records = (0..50).map(|n| rec("k", &format!("batch-{n}"))).collect();
+    produce_all(&sluice.bootstrap, "subs", records).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let batch: std::collections::BTreeSet<String> = function
+            .received()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .filter(|b| b.starts_with("batch-"))
+            .collect();
+        if batch.len() == 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{} of 50", batch.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = &function.received()[0];
+    assert_eq!(first.header("ce-source"), Some("/sluice/hello#subs"));
+    let status = sluice.state().status();
+    let t = &status.triggers[0];
+    assert_eq!(
+        (t.name.as_str(), t.group.as_str()),
+        ("hello", "sluice-hello")
+    );
+    assert_eq!(t.target, function.url());
+    sluice.stop().await;
+}

@@ -25,6 +25,17 @@ pub enum Function {
 }
 
 impl Function {
+    /// The topics a `url`, `command` or `exec` function subscribes to; a job's topics are
+    /// what it reads itself, not a subscription.
+    pub fn subscriptions(&self) -> &[String] {
+        match self {
+            Function::Url(f) => &f.topics,
+            Function::Command(f) => &f.topics,
+            Function::Exec(f) => &f.topics,
+            Function::Job(_) => &[],
+        }
+    }
+
     /// Which kind of function this is.
     pub fn kind(&self) -> FunctionKind {
         match self {
@@ -82,6 +93,9 @@ pub struct UrlFunction {
     /// Where events are posted; http or https.
     #[serde(deserialize_with = "de::url")]
     pub url: Url,
+    /// Topics the function subscribes to, through an implicit trigger of its name.
+    #[serde(default, deserialize_with = "de::string_list")]
+    pub topics: Vec<String>,
 }
 
 /// A long-running HTTP server that sluice starts and scales between `min` and `max` instances.
@@ -91,6 +105,9 @@ pub struct CommandFunction {
     /// Program and arguments.
     #[serde(deserialize_with = "de::string_list")]
     pub command: Vec<String>,
+    /// Topics the function subscribes to, through an implicit trigger of its name.
+    #[serde(default, deserialize_with = "de::string_list")]
+    pub topics: Vec<String>,
     /// Extra environment variables.
     #[serde(default, deserialize_with = "de::string_map")]
     pub env: BTreeMap<String, String>,
@@ -150,6 +167,9 @@ pub struct ExecFunction {
     /// Program and arguments.
     #[serde(deserialize_with = "de::string_list")]
     pub exec: Vec<String>,
+    /// Topics the function subscribes to, through an implicit trigger of its name.
+    #[serde(default, deserialize_with = "de::string_list")]
+    pub topics: Vec<String>,
     /// Extra environment variables.
     #[serde(default, deserialize_with = "de::string_map")]
     pub env: BTreeMap<String, String>,

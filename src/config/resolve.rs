@@ -117,6 +117,8 @@ fn fill(report: &mut Report<'_>, config: &mut Config, sections: Sections) {
     if let Some(value) = &sections.triggers {
         config.triggers = triggers::triggers(report, value, &declared, &config.functions);
     }
+    let implicit = triggers::subscriptions(report, &config.functions, &config.triggers);
+    config.triggers.extend(implicit);
 }
 
 /// A mapping section; null or absent means all defaults.

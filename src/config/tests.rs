@@ -139,7 +139,10 @@ fn full_example_resolves_every_value() {
     let url = Url::parse("http://127.0.0.1:8081/").unwrap();
     assert_eq!(
         config.functions["hello"],
-        Function::Url(UrlFunction { url: url.clone() })
+        Function::Url(UrlFunction {
+            url: url.clone(),
+            topics: Vec::new()
+        })
     );
     let Function::Command(audit) = &config.functions["audit"] else {
         panic!("audit is not a command function");
@@ -499,3 +502,4 @@ fn display_lists_each_problem_on_its_own_line() {
 mod filters;
 mod items;
 mod storage;
+mod subscriptions;

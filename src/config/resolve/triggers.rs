@@ -287,3 +287,63 @@ fn endpoint(report: &mut Report<'_>, path: &str, url: &Url) -> Option<Endpoint> 
         }
     }
 }
+
+/// The implicit trigger of each `url`, `command` or `exec` function that lists `topics`: it
+/// is named after the function and has every trigger default (group `sluice-<function>`,
+/// reading from the latest offset, partition order, 64 in flight, dead letters to
+/// `sluice.dlq.<function>`).
+pub(super) fn subscriptions(
+    report: &mut Report<'_>,
+    functions: &BTreeMap<String, Function>,
+    triggers: &[Trigger],
+) -> Vec<Trigger> {
+    let mut implicit = Vec::new();
+    for (name, function) in functions {
+        let topics = function.subscriptions();
+        if topics.is_empty() {
+            continue;
+        }
+        let path = join_key(&join_key("functions", name), "topics");
+        check_topics(report, &path, topics);
+        if triggers.iter().any(|t| t.name == *name) {
+            report.add(
+                &path,
+                format!(
+                    "a trigger is already named `{name}`, the name of this function's implicit trigger; rename one of them"
+                ),
+            );
+            continue;
+        }
+        let target = match function {
+            Function::Url(f) => match Endpoint::parse(f.url.clone()) {
+                Ok(endpoint) if f.url.scheme() == "http" => Target::Url(endpoint),
+                // Reported at the function.
+                Ok(_) => continue,
+                Err(why) => {
+                    report.add(&path, why);
+                    continue;
+                }
+            },
+            Function::Command(_) => Target::Command(name.clone()),
+            Function::Exec(_) => Target::Exec(name.clone()),
+            Function::Job(_) => continue,
+        };
+        implicit.push(Trigger {
+            name: name.clone(),
+            topics: topics.to_vec(),
+            target,
+            group: None,
+            initial_offset: InitialOffset::default(),
+            ordering: Ordering::default(),
+            max_in_flight: default_max_in_flight(),
+            content_type: default_content_type(),
+            source: None,
+            event_type: None,
+            delivery: Delivery::default(),
+            dead_letter: DeadLetter::default_for(name),
+            reply: None,
+            filters: crate::filter::Filters::default(),
+        });
+    }
+    implicit
+}

@@ -11,7 +11,7 @@ functions:
     concurrency: 3
   server:
     command: [s]
-    topics: [a]
+    group: g
   run:
     exec: [r]
     min: 1
@@ -35,8 +35,8 @@ functions:
     expect(
         &found,
         text,
-        "functions.server.topics",
-        "topics: [a]",
+        "functions.server.group",
+        "group: g",
         "for a command function",
     );
     expect(
