@@ -1,9 +1,11 @@
-//! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics` and `/api/status`.
+//! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics`, `/api/status` and
+//! `POST /api/triggers/{name}/seek`.
 //!
 //! [`Status`] is also what `sluice status` reads back, so the CLI and the server share one
 //! type.
 
 use std::{
+    collections::BTreeMap,
     sync::{
         Arc, RwLock,
         atomic::{AtomicBool, Ordering},
@@ -13,16 +15,43 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Path, State, rejection::JsonRejection},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{function::FunctionStatus, metrics::Metrics};
+use crate::{
+    function::FunctionStatus,
+    metrics::Metrics,
+    trigger::{Moved, SeekError, SeekTo, TriggerProbe},
+};
+
+/// What `POST /api/triggers/{name}/seek` takes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeekRequest {
+    /// `earliest`, `latest`, an RFC 3339 time or `PARTITION:OFFSET[,...]`.
+    pub to: String,
+}
+
+/// What a seek answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeekAnswer {
+    /// The trigger.
+    pub trigger: String,
+    /// Each partition of it that this sluice holds, where it was and where it goes on.
+    pub moved: Vec<Moved>,
+}
+
+/// An error answer of the API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorAnswer {
+    /// A sentence.
+    pub error: String,
+}
 
 /// What `/api/status` reports.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -110,6 +139,8 @@ pub struct AdminState {
     /// Why the process is not ready, when it was marked so with a reason.
     not_ready: RwLock<Option<String>>,
     started: Instant,
+    /// The running triggers, by name.
+    triggers: RwLock<BTreeMap<String, TriggerProbe>>,
 }
 
 impl AdminState {
@@ -121,7 +152,13 @@ impl AdminState {
             ready: AtomicBool::new(false),
             not_ready: RwLock::new(None),
             started: Instant::now(),
+            triggers: RwLock::default(),
         }
+    }
+
+    /// The running triggers that the API may act on.
+    pub fn set_triggers(&self, triggers: BTreeMap<String, TriggerProbe>) {
+        *self.triggers.write().unwrap_or_else(|e| e.into_inner()) = triggers;
     }
 
     /// Marks the process ready (or not) for `/readyz`.
@@ -186,6 +223,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
+        .route("/api/triggers/{name}/seek", post(seek))
         .with_state(state)
 }
 
@@ -228,6 +266,46 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
 
 async fn status(State(state): State<Arc<AdminState>>) -> Json<Status> {
     Json(state.status())
+}
+
+fn error(status: StatusCode, error: String) -> Response {
+    (status, Json(ErrorAnswer { error })).into_response()
+}
+
+async fn seek(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    body: Result<Json<SeekRequest>, JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let to: SeekTo = match request.to.parse() {
+        Ok(to) => to,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let probe = state
+        .triggers
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&name)
+        .cloned();
+    let Some(probe) = probe else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no trigger named {name:?} runs here"),
+        );
+    };
+    match probe.seek(to).await {
+        Ok(moved) => Json(SeekAnswer {
+            trigger: name,
+            moved,
+        })
+        .into_response(),
+        Err(err @ SeekError::Unassigned) => error(StatusCode::CONFLICT, err.to_string()),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -201,6 +201,12 @@ impl Running {
             },
         ));
 
+        state.set_triggers(
+            views
+                .iter()
+                .map(|v| (v.name().to_owned(), v.probe().clone()))
+                .collect(),
+        );
         let poller = status::Poller {
             kafka: kafka.clone(),
             watched: status::watched_topics(config),

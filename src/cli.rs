@@ -5,6 +5,7 @@ mod filter;
 mod produce;
 mod status;
 mod topics;
+mod triggers;
 
 use std::{
     net::SocketAddr,
@@ -84,6 +85,12 @@ pub enum Command {
     },
     /// Show a running sluice's status.
     Status(status::StatusArgs),
+    /// Act on a running sluice's triggers.
+    Triggers {
+        /// What to do.
+        #[command(subcommand)]
+        command: triggers::TriggersCommand,
+    },
     /// Try a filter expression.
     Filter {
         /// What to do.
@@ -255,6 +262,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Consume(args) => consume::run(&cli.kafka(&config), args).await,
         Command::Topics { command } => topics::run(&cli.kafka(&config), &config, command).await,
         Command::Status(args) => status::run(&config, args).await,
+        Command::Triggers { command } => triggers::run(&config, command).await,
         Command::Filter { .. } => Ok(()),
     }
 }

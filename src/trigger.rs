@@ -14,6 +14,7 @@
 mod consumer;
 mod lanes;
 mod offsets;
+mod seek;
 mod state;
 
 use std::{
@@ -26,6 +27,7 @@ use rdkafka::{
     consumer::{CommitMode, Consumer, StreamConsumer},
     producer::FutureProducer,
 };
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::{debug, info, warn};
 
@@ -39,6 +41,7 @@ use crate::{
 use consumer::{TriggerContext, block, owned};
 use state::{Fullness, Limits, Shared};
 
+pub use seek::{Moved, SeekError, SeekTo};
 pub use state::Counts as TriggerCounts;
 
 /// How often the watermarks are committed.
@@ -90,6 +93,15 @@ pub struct Trigger {
     consumer: StreamConsumer<TriggerContext>,
     shared: Arc<Shared>,
     pipeline: Arc<Pipeline>,
+    commands: mpsc::Receiver<Command>,
+    control: mpsc::Sender<Command>,
+}
+
+/// A request to a running trigger, answered from its poller.
+#[derive(Debug)]
+struct Command {
+    to: SeekTo,
+    reply: oneshot::Sender<Result<Vec<Moved>, SeekError>>,
 }
 
 impl std::fmt::Debug for Trigger {
@@ -105,7 +117,11 @@ impl std::fmt::Debug for Trigger {
 #[derive(Debug, Clone)]
 pub struct TriggerProbe {
     shared: Arc<Shared>,
-    pipeline: Arc<Pipeline>,
+    // The metric handles and the target's name, not the pipeline: a probe may outlive the
+    // trigger, and the pipeline's producer must not outlive the broker.
+    metrics: TriggerMetrics,
+    target: String,
+    control: mpsc::Sender<Command>,
 }
 
 impl TriggerProbe {
@@ -116,12 +132,22 @@ impl TriggerProbe {
 
     /// Delivered, dead-lettered, dropped and retrying.
     pub fn outcomes(&self) -> Outcomes {
-        self.pipeline.metrics.outcomes()
+        self.metrics.outcomes()
     }
 
     /// Where its events go, as status reports show it.
     pub fn target(&self) -> String {
-        self.pipeline.target.to_string()
+        self.target.clone()
+    }
+
+    /// Moves the trigger's group to `to` and returns what moved ([`seek`]'s doc).
+    pub async fn seek(&self, to: SeekTo) -> Result<Vec<Moved>, SeekError> {
+        let (reply, answer) = oneshot::channel();
+        self.control
+            .send(Command { to, reply })
+            .await
+            .map_err(|_| SeekError::Stopped)?;
+        answer.await.map_err(|_| SeekError::Stopped)?
     }
 }
 
@@ -172,12 +198,15 @@ impl Trigger {
                 what: format!("subscribing trigger {name} to {topics:?}"),
                 source,
             })?;
+        let (control, commands) = mpsc::channel(4);
         Ok(Self {
             name: name.clone(),
             topics: topics.clone(),
             consumer,
             shared,
             pipeline,
+            commands,
+            control,
         })
     }
 
@@ -185,12 +214,14 @@ impl Trigger {
     pub fn probe(&self) -> TriggerProbe {
         TriggerProbe {
             shared: self.shared.clone(),
-            pipeline: self.pipeline.clone(),
+            metrics: self.pipeline.metrics.clone(),
+            target: self.pipeline.target.to_string(),
+            control: self.control.clone(),
         }
     }
 
     /// Polls, dispatches and commits until `cancel`; then drains within `grace` and commits.
-    pub async fn run(self, cancel: CancellationToken, grace: Duration) {
+    pub async fn run(mut self, cancel: CancellationToken, grace: Duration) {
         let deliveries = TaskTracker::new();
         // Cancelled when the drain starts: deliveries give up their retry waits.
         let abandon = CancellationToken::new();
@@ -220,6 +251,15 @@ impl Trigger {
                     self.maybe_resume();
                 }
                 _ = commit_tick.tick() => self.commit(CommitMode::Async, false),
+                Some(command) = self.commands.recv() => {
+                    let moved = seek::seek(&self.consumer, &self.shared, &command.to);
+                    match &moved {
+                        Ok(moved) => info!(trigger = %self.name, moved = ?moved, "Group moved."),
+                        Err(err) => warn!(trigger = %self.name, error = %err, "Cannot move the group."),
+                    }
+                    let _ = command.reply.send(moved);
+                    self.dispatch(&deliveries, &abandon);
+                }
                 _ = tokio::time::sleep_until(pause_at), if full && !paused => self.pause(),
                 message = messages.next(), if !full || paused => match message {
                     Some(Ok(message)) => {

@@ -1064,3 +1064,149 @@ functions:
     assert_eq!(t.target, function.url());
     sluice.stop().await;
 }
+
+/// Runs `sluice triggers seek` against `admin` and returns its stdout, failing on an error.
+async fn seek(admin: std::net::SocketAddr, to: &str) -> String {
+    let (to, admin) = (to.to_owned(), admin.to_string());
+    tokio::task::spawn_blocking(move || {
+        let output = common::run(&["triggers", "seek", "t", "--to", &to, "--admin", &admin]);
+        let out = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{out}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        out
+    })
+    .await
+    .unwrap()
+}
+
+/// How many times each record value reached the function.
+fn deliveries(function: &Function) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for r in function.received() {
+        *seen
+            .entry(String::from_utf8_lossy(&r.body).into_owned())
+            .or_insert(0) += 1;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn seek_replays_from_the_earliest_from_a_time_and_from_offsets() {
+    let function = Function::start(|_, _| Answer::ok()).await;
+    let yaml = trigger_yaml("replay", 2, &function.url(), "");
+    let sluice = InProcess::start(&yaml).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = listener.local_addr().unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(sluice::admin::serve(
+        listener,
+        sluice.state().clone(),
+        cancel.clone(),
+    ));
+    let first: Vec<Rec> = (0..10)
+        .map(|n| rec(&format!("k{n}"), &format!("a{n}")))
+        .collect();
+    produce_all(&sluice.bootstrap, "replay", first).await;
+    function.wait_for(10, WAIT).await;
+
+    // From the earliest: every record again, once.
+    let out = seek(admin, "earliest").await;
+    assert!(out.starts_with("trigger t moved:"), "{out}");
+    assert!(out.contains("TOPIC   PARTITION  FROM  TO"), "{out}");
+    function.wait_for(20, WAIT).await;
+    assert!(
+        deliveries(&function).values().all(|n| *n == 2),
+        "{:?}",
+        deliveries(&function)
+    );
+
+    // From a time: only the records from then on.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let second: Vec<Rec> = (0..5)
+        .map(|n| rec(&format!("k{n}"), &format!("b{n}")))
+        .collect();
+    produce_all(&sluice.bootstrap, "replay", second).await;
+    function.wait_for(25, WAIT).await;
+    seek(admin, &since).await;
+    function.wait_for(30, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let seen = deliveries(&function);
+    assert_eq!(function.count(), 30, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|(value, n)| *n == 2 || !value.starts_with('b')),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .filter(|(v, _)| v.starts_with('b'))
+            .all(|(_, n)| *n == 2)
+    );
+
+    // From an offset of one partition: that partition's records from there; the other
+    // partition stays where it is.
+    let in_zero = function
+        .received()
+        .iter()
+        .filter(|r| r.header("ce-knativekafkapartition") == Some("0"))
+        .count()
+        / 2;
+    seek(admin, "0:0").await;
+    function.wait_for(30 + in_zero, WAIT).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(function.count(), 30 + in_zero);
+
+    // Each partition is committed to its end again.
+    let ends = {
+        let mut ends = BTreeMap::new();
+        for r in function.received() {
+            let p: i32 = r
+                .header("ce-knativekafkapartition")
+                .unwrap()
+                .parse()
+                .unwrap();
+            let o: i64 = r.header("ce-knativekafkaoffset").unwrap().parse().unwrap();
+            let end = ends.entry(p).or_insert(0);
+            *end = (*end).max(o + 1);
+        }
+        ends
+    };
+    wait_committed(&sluice.bootstrap, "sluice-t", "replay", &ends).await;
+
+    // Bad requests are one-line errors.
+    let admin_text = admin.to_string();
+    let (unknown, bad) = tokio::task::spawn_blocking(move || {
+        (
+            common::run(&[
+                "triggers",
+                "seek",
+                "nope",
+                "--to",
+                "earliest",
+                "--admin",
+                &admin_text,
+            ]),
+            common::run(&[
+                "triggers",
+                "seek",
+                "t",
+                "--to",
+                "yesterday",
+                "--admin",
+                &admin_text,
+            ]),
+        )
+    })
+    .await
+    .unwrap();
+    common::assert_clean_failure(&unknown, "no trigger named \"nope\"");
+    assert_eq!(unknown.status.code(), Some(1));
+    common::assert_clean_failure(&bad, "expected earliest, latest");
+    assert_eq!(bad.status.code(), Some(64));
+    cancel.cancel();
+    sluice.stop().await;
+}
