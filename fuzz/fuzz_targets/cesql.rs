@@ -3,11 +3,14 @@
 
 #![no_main]
 
-#[path = "../../src/filter/cesql.rs"]
+// The module with its own submodules, as sluice builds it.
+#[path = "../../src/filter"]
 #[allow(dead_code)]
-mod cesql;
+mod filter {
+    pub mod cesql;
+}
 
-use cesql::{Event, Expression, Value};
+use filter::cesql::{Event, Expression, Value};
 
 /// A few attributes of each type, so evaluation reaches attribute access and casts.
 struct Sample;
