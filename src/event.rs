@@ -193,12 +193,7 @@ pub fn from_record(record: &Record, settings: &EventSettings) -> Event {
 /// it is sent as it is.
 fn structured(record: &Record) -> Option<Event> {
     let content_type = record.header("content-type")?;
-    let text = std::str::from_utf8(content_type).ok()?;
-    if !text
-        .trim_start()
-        .to_ascii_lowercase()
-        .starts_with("application/cloudevents+json")
-    {
+    if !is_structured(std::str::from_utf8(content_type).ok()?) {
         return None;
     }
     let body = record.value.clone().unwrap_or_default();
@@ -220,6 +215,17 @@ fn structured(record: &Record) -> Option<Event> {
         ],
         body,
     })
+}
+
+/// Whether a content type is CloudEvents' structured JSON mode; compared in place, as it is
+/// asked once per record.
+pub fn is_structured(content_type: &str) -> bool {
+    const STRUCTURED: &[u8] = b"application/cloudevents+json";
+    content_type
+        .trim_start()
+        .as_bytes()
+        .get(..STRUCTURED.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(STRUCTURED))
 }
 
 /// A record with `ce_specversion` is a binary-mode event of the Kafka protocol binding: its

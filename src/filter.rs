@@ -19,10 +19,10 @@ use std::sync::Arc;
 use hyper::header::CONTENT_TYPE;
 use serde_json::Value as Json;
 
-use crate::event::{Event, percent_decode};
+use crate::event::{Event, is_structured, percent_decode};
 
 /// One filter of a trigger's `filters`, or one nested in `all`, `any` or `not`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     /// The attribute equals the value.
     Exact {
@@ -52,61 +52,37 @@ pub enum Filter {
     /// The filter fails.
     Not(Box<Filter>),
     /// The expression evaluates to true, without an error.
-    Cesql {
-        /// As written, for display and comparison.
-        text: String,
-        /// Parsed once, at load.
-        expression: Arc<cesql::Expression>,
-    },
+    Cesql(Cesql),
     /// Knative's older `filter: {attributes: {...}}`: each attribute is present, and equal to
     /// its value unless the value is empty (which matches any value).
     Attributes(Vec<(String, String)>),
 }
 
-impl PartialEq for Filter {
-    fn eq(&self, other: &Self) -> bool {
-        use Filter::*;
-        match (self, other) {
-            (
-                Exact {
-                    attribute: a,
-                    value: v,
-                },
-                Exact {
-                    attribute: b,
-                    value: w,
-                },
-            )
-            | (
-                Prefix {
-                    attribute: a,
-                    value: v,
-                },
-                Prefix {
-                    attribute: b,
-                    value: w,
-                },
-            )
-            | (
-                Suffix {
-                    attribute: a,
-                    value: v,
-                },
-                Suffix {
-                    attribute: b,
-                    value: w,
-                },
-            ) => a == b && v == w,
-            (All(a), All(b)) | (Any(a), Any(b)) => a == b,
-            (Not(a), Not(b)) => a == b,
-            (Cesql { text: a, .. }, Cesql { text: b, .. }) => a == b,
-            (Attributes(a), Attributes(b)) => a == b,
-            _ => false,
-        }
+/// A CESQL filter: the expression as written, and parsed once, at load.
+#[derive(Debug, Clone)]
+pub struct Cesql {
+    text: String,
+    expression: Arc<cesql::Expression>,
+}
+
+impl Cesql {
+    /// Parses `text`.
+    pub fn parse(text: &str) -> Result<Self, cesql::ParseError> {
+        Ok(Self {
+            expression: Arc::new(cesql::Expression::parse(text)?),
+            text: text.to_owned(),
+        })
     }
 }
 
-impl Eq for Filter {}
+/// Two filters are the same when their expressions are written the same.
+impl PartialEq for Cesql {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Cesql {}
 
 /// A filter's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,8 +134,8 @@ impl Filter {
                 Verdict::Fail => Verdict::Pass,
                 Verdict::None => Verdict::None,
             },
-            Self::Cesql { expression, .. } => {
-                let (value, errors) = expression.evaluate(event);
+            Self::Cesql(cesql) => {
+                let (value, errors) = cesql.expression.evaluate(event);
                 Verdict::of(errors.is_empty() && value == cesql::Value::Boolean(true))
             }
             Self::Attributes(attributes) => Verdict::of(attributes.iter().all(|(name, want)| {
@@ -225,19 +201,16 @@ impl Filters {
         }
         all(&self.0, &Attributes::of(event)) != Verdict::Fail
     }
-
-    /// Whether `event`, seen through `attributes`, is delivered.
-    pub fn matches_attributes(&self, attributes: &dyn cesql::Event) -> bool {
-        all(&self.0, attributes) != Verdict::Fail
-    }
 }
 
 /// The attributes of an event as sluice delivers it: `ce-*` headers (percent-decoded) and
 /// `Content-Type` in binary mode, the JSON object's members in structured mode.
 #[derive(Debug)]
-pub struct Attributes<'a> {
-    event: &'a Event,
-    structured: Option<serde_json::Map<String, Json>>,
+pub enum Attributes<'a> {
+    /// A binary-mode event's headers.
+    Binary(&'a Event),
+    /// A structured-mode event's members.
+    Structured(serde_json::Map<String, Json>),
 }
 
 impl<'a> Attributes<'a> {
@@ -248,49 +221,37 @@ impl<'a> Attributes<'a> {
             .iter()
             .find(|(name, _)| *name == CONTENT_TYPE)
             .and_then(|(_, v)| v.to_str().ok())
-            .filter(|v| {
-                let v = v.trim_start().as_bytes();
-                let structured = b"application/cloudevents+json";
-                v.len() >= structured.len()
-                    && v[..structured.len()].eq_ignore_ascii_case(structured)
-            })
-            .and_then(|_| serde_json::from_slice::<Json>(&event.body).ok())
-            .and_then(|json| match json {
-                Json::Object(map) => Some(map),
-                _ => None,
-            });
-        Self { event, structured }
-    }
-
-    /// The attributes of a structured-mode event given as JSON.
-    pub fn structured(map: serde_json::Map<String, Json>, event: &'a Event) -> Self {
-        Self {
-            event,
-            structured: Some(map),
+            .filter(|v| is_structured(v))
+            .and_then(|_| serde_json::from_slice::<Json>(&event.body).ok());
+        match structured {
+            Some(Json::Object(members)) => Self::Structured(members),
+            _ => Self::Binary(event),
         }
     }
 }
 
 impl cesql::Event for Attributes<'_> {
     fn attribute(&self, name: &str) -> Option<cesql::Value> {
-        if let Some(map) = &self.structured {
-            if name == "data" || name == "data_base64" {
-                return None;
+        let event = match self {
+            Self::Binary(event) => event,
+            Self::Structured(map) => {
+                if name == "data" || name == "data_base64" {
+                    return None;
+                }
+                return match map.get(name)? {
+                    Json::String(s) => Some(cesql::Value::String(s.clone())),
+                    Json::Bool(b) => Some(cesql::Value::Boolean(*b)),
+                    Json::Number(n) => match n.as_i64().and_then(|n| i32::try_from(n).ok()) {
+                        Some(n) => Some(cesql::Value::Integer(n)),
+                        None => Some(cesql::Value::String(n.to_string())),
+                    },
+                    Json::Null => None,
+                    other => Some(cesql::Value::String(other.to_string())),
+                };
             }
-            return match map.get(name)? {
-                Json::String(s) => Some(cesql::Value::String(s.clone())),
-                Json::Bool(b) => Some(cesql::Value::Boolean(*b)),
-                Json::Number(n) => match n.as_i64().and_then(|n| i32::try_from(n).ok()) {
-                    Some(n) => Some(cesql::Value::Integer(n)),
-                    None => Some(cesql::Value::String(n.to_string())),
-                },
-                Json::Null => None,
-                other => Some(cesql::Value::String(other.to_string())),
-            };
-        }
+        };
         if name == "datacontenttype" {
-            return self
-                .event
+            return event
                 .headers
                 .iter()
                 .find(|(n, _)| *n == CONTENT_TYPE)
@@ -298,7 +259,7 @@ impl cesql::Event for Attributes<'_> {
                     cesql::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned())
                 });
         }
-        self.event
+        event
             .headers
             .iter()
             .find(|(n, _)| n.as_str().strip_prefix("ce-") == Some(name))

@@ -6,10 +6,7 @@ use clap::Subcommand;
 use serde_json::Value as Json;
 
 use super::CliError;
-use crate::{
-    event::Event,
-    filter::{Attributes, cesql},
-};
+use crate::filter::{Attributes, cesql};
 
 /// Filter subcommands.
 #[derive(Debug, Clone, Subcommand)]
@@ -56,13 +53,7 @@ pub fn evaluate(expression: &str, event: &str) -> Result<String, String> {
     };
     let expression = cesql::Expression::parse(expression)
         .map_err(|err| format!("{}: {err}", cesql::ErrorKind::Parse.as_str()))?;
-    let empty = Event {
-        id: String::new(),
-        headers: Vec::new(),
-        body: bytes::Bytes::new(),
-    };
-    let attributes = Attributes::structured(members, &empty);
-    let (value, errors) = expression.evaluate(&attributes);
+    let (value, errors) = expression.evaluate(&Attributes::Structured(members));
     match errors.first() {
         Some(error) => Err(format!("{}: {}", error.kind.as_str(), error.message)),
         None => Ok(value.to_json()),

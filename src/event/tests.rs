@@ -284,3 +284,14 @@ fn keys_and_names_that_need_escapes_are_percent_encoded() {
     assert_eq!(header(&event, "ce-source"), Some("urn:a%20b"));
     assert_eq!(header(&event, "ce-type"), Some("t%C3%A9"));
 }
+
+#[test]
+fn the_structured_content_type_is_told_without_case_and_with_parameters() {
+    assert!(is_structured("application/cloudevents+json"));
+    assert!(is_structured(
+        " Application/CloudEvents+JSON; charset=utf-8"
+    ));
+    assert!(!is_structured("application/json"));
+    assert!(!is_structured("application/cloudevents"));
+    assert!(!is_structured(""));
+}

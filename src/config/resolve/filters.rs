@@ -1,10 +1,8 @@
 //! A trigger's `filters` (and the older `filter`), checked and built once at load: a CESQL
 //! expression is parsed here, so a bad one is a config problem with its position.
 
-use std::sync::Arc;
-
 use super::*;
-use crate::filter::{Filter, Filters, cesql};
+use crate::filter::{Cesql, Filter, Filters};
 
 const DIALECTS: &str = "`exact`, `prefix`, `suffix`, `all`, `any`, `not` or `cesql`";
 
@@ -164,11 +162,8 @@ fn filter(report: &mut Report<'_>, value: &Value, path: &str, depth: usize) -> O
                 );
                 return None;
             };
-            match cesql::Expression::parse(text) {
-                Ok(expression) => Some(Filter::Cesql {
-                    text: text.clone(),
-                    expression: Arc::new(expression),
-                }),
+            match Cesql::parse(text) {
+                Ok(cesql) => Some(Filter::Cesql(cesql)),
                 Err(err) => {
                     report.add(&at, format!("invalid CESQL expression: {err}"));
                     None

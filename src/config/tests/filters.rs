@@ -1,9 +1,7 @@
 //! A trigger's `filters` and the older `filter`.
 
-use std::sync::Arc;
-
 use super::*;
-use crate::filter::{Filter, Filters, cesql};
+use crate::filter::{Cesql, Filter, Filters};
 
 fn trigger_with(filters: &str) -> String {
     format!(
@@ -48,10 +46,7 @@ fn every_dialect_is_read_into_its_filter() {
             Filter::Not(Box::new(exact("kafkaheadertier", "silver"))),
         ]),
         Filter::All(vec![]),
-        Filter::Cesql {
-            text: "EXISTS key".into(),
-            expression: Arc::new(cesql::Expression::parse("EXISTS key").unwrap()),
-        },
+        Filter::Cesql(Cesql::parse("EXISTS key").unwrap()),
     ]);
     assert_eq!(config.triggers[0].filters, expected);
     assert!(ok(&trigger_with("")).triggers[0].filters.is_empty());
