@@ -1,9 +1,14 @@
 //! A running sluice: the broker (embedded or external), declared topics, the admin listener
 //! and the background work, all owned here and stopped together.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use tokio::{net::TcpListener, task::JoinSet};
+use rdkafka::producer::FutureProducer;
+use tokio::{
+    net::TcpListener,
+    sync::watch,
+    task::{JoinHandle, JoinSet},
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -16,7 +21,7 @@ use crate::{
     function::Functions,
     kafka::{ClientError, Kafka, TopicSpec},
     metrics::Metrics,
-    trigger::{self, Trigger},
+    trigger::{self, Trigger, TriggerProbe},
 };
 use status::TriggerView;
 
@@ -59,7 +64,6 @@ pub struct RunOptions {
 }
 
 /// sluice, started.
-#[derive(Debug)]
 pub struct Running {
     kafka: Kafka,
     broker: Option<EmbeddedBroker>,
@@ -67,7 +71,52 @@ pub struct Running {
     state: Arc<AdminState>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
+    /// The running triggers, by name.
+    triggers: BTreeMap<String, RunningTrigger>,
+    /// What the status poller reports of the triggers.
+    views: watch::Sender<Vec<TriggerView>>,
     functions: Option<Arc<Functions>>,
+    /// The producer of the triggers' dead letters and replies, when triggers run.
+    producer: Option<FutureProducer>,
+    /// The config that runs now.
+    config: Config,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("bootstrap", &self.kafka.bootstrap())
+            .field("admin_addr", &self.admin_addr)
+            .field("triggers", &self.triggers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a reload did, trigger by trigger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Changes {
+    /// Triggers that were not running before.
+    pub started: Vec<String>,
+    /// Triggers whose settings changed: drained, committed and started again on their group.
+    pub restarted: Vec<String>,
+    /// Triggers no longer in the config: drained, committed and stopped.
+    pub stopped: Vec<String>,
+    /// Triggers left running untouched.
+    pub unchanged: Vec<String>,
+    /// Triggers that could not start again, with the reason.
+    pub failed: Vec<(String, String)>,
+    /// Config sections that changed but take effect only after a restart.
+    pub restart_needed: Vec<String>,
+}
+
+/// A trigger's run, with what it was built from and the token that stops it alone.
+#[derive(Debug)]
+struct RunningTrigger {
+    spec: config::Trigger,
+    stop: CancellationToken,
+    handle: JoinHandle<()>,
+    probe: TriggerProbe,
 }
 
 /// Turns the config's declared topics into what the Kafka client creates.
@@ -146,6 +195,8 @@ impl Running {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut views = Vec::new();
+        let mut triggers = BTreeMap::new();
+        let mut producer = None;
         let functions = if options.triggers {
             Some(Arc::new(Functions::start(
                 config,
@@ -158,12 +209,12 @@ impl Running {
         };
         if let Some(functions) = functions.as_ref().filter(|_| !config.triggers.is_empty()) {
             kafka.ensure_topics(&output_topics(config)).await?;
-            let producer: rdkafka::producer::FutureProducer =
-                kafka.create(&[("linger.ms", "5")])?;
+            let made: FutureProducer = kafka.create(&[("linger.ms", "5")])?;
+            let producer = &*producer.insert(made);
             let context = trigger::Context {
                 kafka: &kafka,
                 functions,
-                producer: &producer,
+                producer,
                 metrics: &metrics,
             };
             for spec in &config.triggers {
@@ -174,7 +225,19 @@ impl Running {
                     })?;
                 views.push(TriggerView::new(spec, trigger.probe(), &kafka)?);
                 info!(trigger = %spec.name, topics = ?spec.topics, target = %trigger.probe().target(), group = %spec.effective_group(), "Trigger started.");
-                let _ = tasks.spawn(trigger.run(cancel.clone(), options.grace));
+                // Its own token, a child of the process's: one trigger can be stopped alone.
+                let stop = cancel.child_token();
+                let probe = trigger.probe();
+                let handle = tokio::spawn(trigger.run(stop.clone(), options.grace));
+                let _ = triggers.insert(
+                    spec.name.clone(),
+                    RunningTrigger {
+                        spec: spec.clone(),
+                        stop,
+                        handle,
+                        probe,
+                    },
+                );
             }
         }
         let state = Arc::new(AdminState::new(
@@ -207,10 +270,11 @@ impl Running {
                 .map(|v| (v.name().to_owned(), v.probe().clone()))
                 .collect(),
         );
+        let (views, watched_views) = watch::channel(views);
         let poller = status::Poller {
             kafka: kafka.clone(),
-            watched: status::watched_topics(config),
-            triggers: views,
+            declared: status::declared_topics(config),
+            triggers: watched_views,
             functions: functions.clone(),
             state: state.clone(),
         };
@@ -242,8 +306,132 @@ impl Running {
             state,
             cancel,
             tasks,
+            triggers,
+            views,
             functions,
+            producer,
+            config: config.clone(),
+            grace: options.grace,
         })
+    }
+
+    /// Applies a new config's triggers and declared topics to what runs: an unchanged
+    /// trigger keeps running untouched; a changed one is drained, committed and started
+    /// again on its group, so its offsets continue; a removed one is drained, committed and
+    /// stopped; a new one starts. Changes to the broker, Kafka, admin or functions sections
+    /// are only reported, in [`Changes::restart_needed`]: they need a restart.
+    pub async fn reload(&mut self, config: Config) -> Result<Changes, AppError> {
+        let mut changes = Changes::default();
+        let old = &self.config;
+        for (section, same) in [
+            ("data_dir", old.data_dir == config.data_dir),
+            ("kafka", old.kafka == config.kafka),
+            ("embedded", old.embedded == config.embedded),
+            ("admin", old.admin == config.admin),
+            ("functions", old.functions == config.functions),
+        ] {
+            if !same {
+                changes.restart_needed.push(section.to_owned());
+            }
+        }
+        let Some(functions) = self.functions.clone() else {
+            // Only the broker runs here: there are no triggers to change.
+            return Ok(changes);
+        };
+        // Made by the first reload that brings triggers to a sluice that started without.
+        let producer = match &self.producer {
+            Some(producer) => producer.clone(),
+            None => {
+                let made: FutureProducer = self.kafka.create(&[("linger.ms", "5")])?;
+                self.producer.insert(made).clone()
+            }
+        };
+        self.kafka.ensure_topics(&topic_specs(&config)).await?;
+        self.kafka.ensure_topics(&output_topics(&config)).await?;
+
+        // Stopped first, so that a changed trigger's new consumer never shares its group
+        // with the old one.
+        let mut stopping = Vec::new();
+        for (name, running) in &self.triggers {
+            match config.triggers.iter().find(|t| &t.name == name) {
+                Some(spec) if *spec == running.spec => changes.unchanged.push(name.clone()),
+                Some(_) => changes.restarted.push(name.clone()),
+                None => changes.stopped.push(name.clone()),
+            }
+        }
+        for name in changes.restarted.iter().chain(&changes.stopped) {
+            if let Some(running) = self.triggers.remove(name) {
+                running.stop.cancel();
+                stopping.push((name.clone(), running.handle));
+            }
+        }
+        for (name, handle) in stopping {
+            if let Err(err) = handle.await {
+                warn!(trigger = %name, error = %err, "A stopped trigger's task failed.");
+            }
+            info!(trigger = %name, "Trigger drained and stopped.");
+        }
+
+        let context = trigger::Context {
+            kafka: &self.kafka,
+            functions: &functions,
+            producer: &producer,
+            metrics: self.state.metrics(),
+        };
+        for spec in &config.triggers {
+            if self.triggers.contains_key(&spec.name) {
+                continue;
+            }
+            if !changes.restarted.contains(&spec.name) {
+                changes.started.push(spec.name.clone());
+            }
+            let trigger = match Trigger::build(spec, &context) {
+                Ok(trigger) => trigger,
+                Err(err) => {
+                    warn!(trigger = %spec.name, error = %err, "Trigger cannot start.");
+                    changes.failed.push((spec.name.clone(), err.to_string()));
+                    continue;
+                }
+            };
+            info!(trigger = %spec.name, topics = ?spec.topics, target = %trigger.probe().target(), group = %spec.effective_group(), "Trigger started.");
+            let stop = self.cancel.child_token();
+            let probe = trigger.probe();
+            let handle = tokio::spawn(trigger.run(stop.clone(), self.grace));
+            let _ = self.triggers.insert(
+                spec.name.clone(),
+                RunningTrigger {
+                    spec: spec.clone(),
+                    stop,
+                    handle,
+                    probe,
+                },
+            );
+        }
+
+        let mut views = Vec::with_capacity(self.triggers.len());
+        for running in self.triggers.values() {
+            views.push(TriggerView::new(
+                &running.spec,
+                running.probe.clone(),
+                &self.kafka,
+            )?);
+        }
+        self.state.set_triggers(
+            self.triggers
+                .iter()
+                .map(|(name, t)| (name.clone(), t.probe.clone()))
+                .collect(),
+        );
+        let _ = self.views.send_replace(views);
+        // The sections that need a restart keep their running values.
+        let mut kept = config;
+        kept.data_dir = self.config.data_dir.clone();
+        kept.kafka = self.config.kafka.clone();
+        kept.embedded = self.config.embedded.clone();
+        kept.admin = self.config.admin.clone();
+        kept.functions = self.config.functions.clone();
+        self.config = kept;
+        Ok(changes)
     }
 
     /// The functions sluice runs, when triggers run.
@@ -288,7 +476,14 @@ impl Running {
     pub async fn shutdown(mut self, grace: Duration) {
         self.state.set_ready(false);
         self.cancel.cancel();
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        let triggers = std::mem::take(&mut self.triggers);
+        let mut handles: Vec<_> = triggers.into_values().map(|t| t.handle).collect();
+        let drain = async {
+            for handle in &mut handles {
+                let _ = handle.await;
+            }
+            while self.tasks.join_next().await.is_some() {}
+        };
         // Triggers drain within the grace themselves; the margin covers their final commit.
         if tokio::time::timeout(grace + Duration::from_secs(5), drain)
             .await
@@ -299,7 +494,13 @@ impl Running {
                 "Background work did not stop within the grace period; aborting it."
             );
             self.tasks.abort_all();
+            for handle in &handles {
+                handle.abort();
+            }
         }
+        // The triggers are done with these clients; they go before the broker they talk to.
+        drop(self.producer.take());
+        drop(self.views.send_replace(Vec::new()));
         // Instances stop after the triggers, which may still have had events for them.
         if let Some(functions) = self.functions.take() {
             functions.shutdown().await;

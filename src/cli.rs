@@ -14,7 +14,7 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     app::{AppError, RunOptions, Running},
@@ -244,7 +244,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 triggers: true,
                 grace: args.broker.grace,
             };
-            serve(&config, options, args.broker.grace).await
+            let reread = || {
+                let mut config =
+                    apply_broker_args(load_config(cli.config.as_deref())?, &args.broker);
+                if let Some(addr) = args.admin_listen {
+                    config.admin.listen = addr;
+                }
+                if let Some(bootstrap) = &cli.bootstrap {
+                    config.kafka.bootstrap_servers = Some(bootstrap.clone());
+                }
+                Ok(config)
+            };
+            serve(&config, options, args.broker.grace, Some(&reread)).await
         }
         Command::Broker(args) => {
             let mut config = apply_broker_args(config, args);
@@ -256,7 +267,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 triggers: false,
                 grace: args.grace,
             };
-            serve(&config, options, args.grace).await
+            serve(&config, options, args.grace, None).await
         }
         Command::Produce(args) => produce::run(&cli.kafka(&config), args).await,
         Command::Consume(args) => consume::run(&cli.kafka(&config), args).await,
@@ -280,21 +291,63 @@ fn apply_broker_args(mut config: Config, args: &BrokerArgs) -> Config {
     config
 }
 
-/// Runs until SIGINT/SIGTERM, then stops within `grace`.
-async fn serve(config: &Config, options: RunOptions, grace: Duration) -> Result<(), CliError> {
+/// Reads the config again for a reload.
+type Reread<'a> = &'a dyn Fn() -> Result<Config, ConfigError>;
+
+/// Runs until SIGINT/SIGTERM, then stops within `grace`. Each SIGHUP reads the config again
+/// with `reread` and applies it ([`Running::reload`]); a config with errors changes
+/// nothing.
+async fn serve(
+    config: &Config,
+    options: RunOptions,
+    grace: Duration,
+    reread: Option<Reread<'_>>,
+) -> Result<(), CliError> {
     // Caught before anything starts, so a signal during start-up still stops every child
     // process cleanly once start-up is over.
     let mut signals = shutdown::Signals::new()
         .map_err(|err| CliError::Failed(format!("cannot watch signals: {err}")))?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|err| CliError::Failed(format!("cannot watch signals: {err}")))?;
     let mut running = Running::start(config, options).await?;
-    let outcome = tokio::select! {
-        signal = signals.recv() => {
-            info!(signal, grace = ?grace, "Shutting down.");
-            Ok(())
+    let outcome = loop {
+        tokio::select! {
+            signal = signals.recv() => {
+                info!(signal, grace = ?grace, "Shutting down.");
+                break Ok(());
+            }
+            reason = running.failed() => break Err(CliError::Failed(reason)),
+            _ = hangup.recv() => reload(&mut running, reread).await,
         }
-        reason = running.failed() => Err(CliError::Failed(reason)),
     };
     shutdown::force_exit_on_next_signal();
     running.shutdown(grace).await;
     outcome
+}
+
+/// Applies the config as it reads now, or keeps the running one when it has errors.
+async fn reload(running: &mut Running, reread: Option<Reread<'_>>) {
+    let Some(reread) = reread else {
+        info!("SIGHUP: nothing to reload here.");
+        return;
+    };
+    let config = match reread() {
+        Ok(config) => config,
+        Err(err) => {
+            warn!(problems = %err, "Reload refused: the config has errors; the running config is kept.");
+            return;
+        }
+    };
+    match running.reload(config).await {
+        Ok(changes) => info!(
+            started = ?changes.started,
+            restarted = ?changes.restarted,
+            stopped = ?changes.stopped,
+            unchanged = ?changes.unchanged,
+            failed = ?changes.failed,
+            restart_needed = ?changes.restart_needed,
+            "Reloaded."
+        ),
+        Err(err) => warn!(error = %err, "Reload failed part way."),
+    }
 }

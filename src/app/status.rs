@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -58,14 +59,17 @@ impl TriggerView {
     }
 }
 
-/// The topics whose state is reported: declared ones, then those triggers read.
-pub fn watched_topics(config: &Config) -> Vec<String> {
-    let mut names: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
-    for trigger in &config.triggers {
-        for topic in &trigger.topics {
-            if !names.contains(topic) {
-                names.push(topic.clone());
-            }
+/// The config's declared topics, reported whether or not a trigger reads them.
+pub fn declared_topics(config: &Config) -> Vec<String> {
+    config.topics.iter().map(|t| t.name.clone()).collect()
+}
+
+/// The topics whose state is reported: the declared ones, then those the triggers read.
+fn watched_topics(declared: &[String], triggers: &[TriggerView]) -> Vec<String> {
+    let mut names = declared.to_vec();
+    for topic in triggers.iter().flat_map(|view| &view.topics) {
+        if !names.contains(topic) {
+            names.push(topic.clone());
         }
     }
     names
@@ -76,10 +80,10 @@ pub fn watched_topics(config: &Config) -> Vec<String> {
 pub struct Poller {
     /// The Kafka client.
     pub kafka: Kafka,
-    /// Topics reported.
-    pub watched: Vec<String>,
-    /// Triggers reported.
-    pub triggers: Vec<TriggerView>,
+    /// Declared topics, reported besides those the triggers read.
+    pub declared: Vec<String>,
+    /// The triggers reported, as they run now.
+    pub triggers: watch::Receiver<Vec<TriggerView>>,
     /// Functions reported, when triggers run.
     pub functions: Option<Arc<Functions>>,
     /// Where the status goes.
@@ -89,10 +93,12 @@ pub struct Poller {
 impl Poller {
     /// Reads the status once.
     pub async fn refresh(&self) {
+        // A copy, so the views are not borrowed across the reads below.
+        let triggers = self.triggers.borrow().clone();
         refresh(
             &self.kafka,
-            &self.watched,
-            &self.triggers,
+            &watched_topics(&self.declared, &triggers),
+            &triggers,
             self.functions.as_deref(),
             &self.state,
         )

@@ -337,6 +337,11 @@ impl InProcess {
         self.running.as_ref().unwrap()
     }
 
+    /// The running sluice, to reload it.
+    pub fn running_mut(&mut self) -> &mut sluice::app::Running {
+        self.running.as_mut().unwrap()
+    }
+
     /// Stops sluice gracefully and returns the data directory for a restart.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(running) = self.running.take() {
