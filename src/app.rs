@@ -119,6 +119,28 @@ struct RunningTrigger {
     probe: TriggerProbe,
 }
 
+impl RunningTrigger {
+    /// Runs `trigger`, built from `spec`, under its own token, a child of `cancel`: one
+    /// trigger can be stopped alone.
+    fn spawn(
+        spec: &config::Trigger,
+        trigger: Trigger,
+        cancel: &CancellationToken,
+        grace: Duration,
+    ) -> Self {
+        info!(trigger = %spec.name, topics = ?spec.topics, target = %trigger.probe().target(), group = %spec.effective_group(), "Trigger started.");
+        let stop = cancel.child_token();
+        let probe = trigger.probe();
+        let handle = tokio::spawn(trigger.run(stop.clone(), grace));
+        Self {
+            spec: spec.clone(),
+            stop,
+            handle,
+            probe,
+        }
+    }
+}
+
 /// Turns the config's declared topics into what the Kafka client creates.
 pub fn topic_specs(config: &Config) -> Vec<TopicSpec> {
     config
@@ -224,20 +246,8 @@ impl Running {
                         source: Box::new(source),
                     })?;
                 views.push(TriggerView::new(spec, trigger.probe(), &kafka)?);
-                info!(trigger = %spec.name, topics = ?spec.topics, target = %trigger.probe().target(), group = %spec.effective_group(), "Trigger started.");
-                // Its own token, a child of the process's: one trigger can be stopped alone.
-                let stop = cancel.child_token();
-                let probe = trigger.probe();
-                let handle = tokio::spawn(trigger.run(stop.clone(), options.grace));
-                let _ = triggers.insert(
-                    spec.name.clone(),
-                    RunningTrigger {
-                        spec: spec.clone(),
-                        stop,
-                        handle,
-                        probe,
-                    },
-                );
+                let running = RunningTrigger::spawn(spec, trigger, &cancel, options.grace);
+                let _ = triggers.insert(spec.name.clone(), running);
             }
         }
         let state = Arc::new(AdminState::new(
@@ -393,19 +403,8 @@ impl Running {
                     continue;
                 }
             };
-            info!(trigger = %spec.name, topics = ?spec.topics, target = %trigger.probe().target(), group = %spec.effective_group(), "Trigger started.");
-            let stop = self.cancel.child_token();
-            let probe = trigger.probe();
-            let handle = tokio::spawn(trigger.run(stop.clone(), self.grace));
-            let _ = self.triggers.insert(
-                spec.name.clone(),
-                RunningTrigger {
-                    spec: spec.clone(),
-                    stop,
-                    handle,
-                    probe,
-                },
-            );
+            let running = RunningTrigger::spawn(spec, trigger, &self.cancel, self.grace);
+            let _ = self.triggers.insert(spec.name.clone(), running);
         }
 
         let mut views = Vec::with_capacity(self.triggers.len());
