@@ -1,5 +1,5 @@
-//! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics`, `/api/status` and
-//! `POST /api/triggers/{name}/seek`.
+//! The admin HTTP listener: `/healthz`, `/readyz`, `/metrics`, `/api/status`,
+//! `POST /api/triggers/{name}/seek` and `POST /api/reload`.
 //!
 //! [`Status`] is also what `sluice status` reads back, so the CLI and the server share one
 //! type.
@@ -21,7 +21,10 @@ use axum::{
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
-use tokio::net::TcpListener;
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, oneshot},
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -45,6 +48,86 @@ pub struct SeekAnswer {
     /// Each partition of it that this sluice holds, where it was and where it goes on.
     pub moved: Vec<Moved>,
 }
+
+/// What a reload did, trigger by trigger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// Triggers that were not running before.
+    pub started: Vec<String>,
+    /// Triggers whose settings or function changed: drained, committed and started again
+    /// on their group.
+    pub restarted: Vec<String>,
+    /// Triggers no longer wanted: drained, committed and stopped.
+    pub stopped: Vec<String>,
+    /// Triggers left running untouched.
+    pub unchanged: Vec<String>,
+    /// Triggers that could not start, with the reason.
+    pub failed: Vec<(String, String)>,
+    /// Functions added, removed or defined differently: their new instances start fresh,
+    /// and the old ones were stopped once their triggers had drained.
+    #[serde(default)]
+    pub functions: Vec<String>,
+    /// Config sections that changed but take effect only after a restart.
+    pub restart_needed: Vec<String>,
+}
+
+/// What made sluice read its config again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadCause {
+    /// SIGHUP.
+    Signal,
+    /// `POST /api/reload` (`sluice reload`).
+    Api,
+    /// `sluice up --watch` saw the file change.
+    Watch,
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadOutcome {
+    /// The new config runs.
+    Applied,
+    /// The new config has errors: nothing changed.
+    Refused,
+    /// The new config was valid, but applying it failed part way.
+    Failed,
+}
+
+impl ReloadOutcome {
+    /// The word used in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Refused => "refused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One reload, as `POST /api/reload` answers it and `/api/status` keeps the last one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// When it happened (RFC 3339, UTC).
+    pub at: String,
+    /// What asked for it.
+    pub cause: ReloadCause,
+    /// How it ended.
+    pub outcome: ReloadOutcome,
+    /// What changed, when it was applied (or applied in part).
+    #[serde(default)]
+    pub changes: Option<Changes>,
+    /// Every problem in a refused config, one per line as `sluice validate` prints them.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// Why applying failed, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A request to reload, answered with its report.
+pub type ReloadAsk = oneshot::Sender<ReloadReport>;
 
 /// An error answer of the API.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -70,6 +153,25 @@ pub struct Status {
     /// Functions and their instances.
     #[serde(default)]
     pub functions: Vec<FunctionStatus>,
+    /// The last reload, if any.
+    #[serde(default)]
+    pub reload: Option<ReloadReport>,
+    /// Discovery from an OpenFaaS gateway, when configured.
+    #[serde(default)]
+    pub discovery: Option<DiscoveryStatus>,
+}
+
+/// Discovery from an OpenFaaS gateway as last seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiscoveryStatus {
+    /// The gateway's URL.
+    pub gateway: String,
+    /// When the function list was last read successfully (RFC 3339), if ever.
+    pub last_read: Option<String>,
+    /// Why the last read failed, when it did; the last good map is kept meanwhile.
+    pub error: Option<String>,
+    /// The functions seen with a topic annotation, at the last good read.
+    pub functions: Vec<String>,
 }
 
 /// One trigger as last seen.
@@ -141,6 +243,8 @@ pub struct AdminState {
     started: Instant,
     /// The running triggers, by name.
     triggers: RwLock<BTreeMap<String, TriggerProbe>>,
+    /// Where reload requests go, when this process can reload.
+    reloads: RwLock<Option<mpsc::Sender<ReloadAsk>>>,
 }
 
 impl AdminState {
@@ -153,7 +257,24 @@ impl AdminState {
             not_ready: RwLock::new(None),
             started: Instant::now(),
             triggers: RwLock::default(),
+            reloads: RwLock::default(),
         }
+    }
+
+    /// Lets `POST /api/reload` ask for reloads on `requests`.
+    pub fn accept_reloads(&self, requests: mpsc::Sender<ReloadAsk>) {
+        *self.reloads.write().unwrap_or_else(|e| e.into_inner()) = Some(requests);
+    }
+
+    /// Keeps `report` as the last reload in the status, and counts it.
+    pub fn record_reload(&self, report: &ReloadReport) {
+        self.metrics
+            .reloads
+            .get_or_create(&crate::metrics::OutcomeLabels {
+                outcome: report.outcome.as_str().to_owned(),
+            })
+            .inc();
+        self.update_status(|status| status.reload = Some(report.clone()));
     }
 
     /// The running triggers that the API may act on.
@@ -224,6 +345,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/triggers/{name}/seek", post(seek))
+        .route("/api/reload", post(reload))
         .with_state(state)
 }
 
@@ -306,6 +428,41 @@ async fn seek(
         Err(err @ SeekError::Unassigned) => error(StatusCode::CONFLICT, err.to_string()),
         Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
     }
+}
+
+/// Reads the config again and applies it: 200 with the changes, 422 with every problem
+/// when the new config has errors (nothing changes), 500 when applying it failed part way.
+async fn reload(State(state): State<Arc<AdminState>>) -> Response {
+    let requests = state
+        .reloads
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(requests) = requests else {
+        return error(
+            StatusCode::CONFLICT,
+            "this sluice has no config file to reload".to_owned(),
+        );
+    };
+    let (ask, answer) = oneshot::channel();
+    let stopping = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sluice is stopping".to_owned(),
+        )
+    };
+    if requests.send(ask).await.is_err() {
+        return stopping();
+    }
+    let Ok(report) = answer.await else {
+        return stopping();
+    };
+    let status = match report.outcome {
+        ReloadOutcome::Applied => StatusCode::OK,
+        ReloadOutcome::Refused => StatusCode::UNPROCESSABLE_ENTITY,
+        ReloadOutcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, Json(report)).into_response()
 }
 
 #[cfg(test)]

@@ -1,29 +1,36 @@
 //! A running sluice: the broker (embedded or external), declared topics, the admin listener
 //! and the background work, all owned here and stopped together.
+//!
+//! What runs can change while sluice runs: a reload brings a new config, and discovery a new
+//! set of functions from an OpenFaaS gateway. Both end in one reconciliation
+//! (`triggers.rs`) that compares what is wanted with what runs.
 
-use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use rdkafka::producer::FutureProducer;
 use tokio::{
     net::TcpListener,
-    sync::watch,
+    sync::{mpsc, watch},
     task::{JoinHandle, JoinSet},
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 mod status;
+mod triggers;
 
+pub use crate::admin::Changes;
 use crate::{
-    admin::{self, AdminState, BrokerStatus, Status},
+    admin::{self, AdminState, BrokerStatus, ReloadAsk, Status},
     broker::{BrokerError, EmbeddedBroker},
-    config::{self, Config, DeadLetter},
+    config::{self, Config, DeadLetter, discovery::OpenFaasDiscovery},
+    discovery::{self, Gateway},
     function::Functions,
     kafka::{ClientError, Kafka, TopicSpec},
     metrics::Metrics,
-    trigger::{self, Trigger, TriggerProbe},
 };
 use status::TriggerView;
+use triggers::RunningTrigger;
 
 /// Why sluice could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +42,12 @@ pub enum AppError {
     #[error(transparent)]
     Kafka(#[from] ClientError),
     /// A trigger cannot run as configured.
-    #[error("trigger {trigger}: {source}")]
-    Trigger {
+    #[error("trigger {trigger}: {why}")]
+    Start {
         /// The trigger's name.
         trigger: String,
         /// Why.
-        source: Box<trigger::BuildError>,
+        why: String,
     },
     /// The admin listener could not be bound.
     #[error("cannot listen on {addr} for the admin endpoints: {source}")]
@@ -72,14 +79,20 @@ pub struct Running {
     cancel: CancellationToken,
     tasks: JoinSet<()>,
     /// The running triggers, by name.
-    triggers: BTreeMap<String, RunningTrigger>,
+    triggers: std::collections::BTreeMap<String, RunningTrigger>,
     /// What the status poller reports of the triggers.
     views: watch::Sender<Vec<TriggerView>>,
     functions: Option<Arc<Functions>>,
-    /// The producer of the triggers' dead letters and replies, when triggers run.
+    /// The producer of the triggers' dead letters and replies, made with the first trigger.
     producer: Option<FutureProducer>,
     /// The config that runs now.
     config: Config,
+    /// Discovery, when the config has a `discovery` section and triggers run.
+    discovery: Option<Discovery>,
+    /// The triggers discovery made at its last good read.
+    discovered: Vec<config::Trigger>,
+    /// Reload requests from the admin API.
+    reloads: mpsc::Receiver<ReloadAsk>,
     grace: Duration,
 }
 
@@ -93,52 +106,51 @@ impl std::fmt::Debug for Running {
     }
 }
 
-/// What a reload did, trigger by trigger.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Changes {
-    /// Triggers that were not running before.
-    pub started: Vec<String>,
-    /// Triggers whose settings changed: drained, committed and started again on their group.
-    pub restarted: Vec<String>,
-    /// Triggers no longer in the config: drained, committed and stopped.
-    pub stopped: Vec<String>,
-    /// Triggers left running untouched.
-    pub unchanged: Vec<String>,
-    /// Triggers that could not start again, with the reason.
-    pub failed: Vec<(String, String)>,
-    /// Config sections that changed but take effect only after a restart.
-    pub restart_needed: Vec<String>,
-}
-
-/// A trigger's run, with what it was built from and the token that stops it alone.
+/// Discovery running from an OpenFaaS gateway.
 #[derive(Debug)]
-struct RunningTrigger {
-    spec: config::Trigger,
+struct Discovery {
     stop: CancellationToken,
     handle: JoinHandle<()>,
-    probe: TriggerProbe,
+    updates: discovery::Updates,
 }
 
-impl RunningTrigger {
-    /// Runs `trigger`, built from `spec`, under its own token, a child of `cancel`: one
-    /// trigger can be stopped alone.
-    fn spawn(
-        spec: &config::Trigger,
-        trigger: Trigger,
+impl Discovery {
+    fn start(
+        settings: &OpenFaasDiscovery,
+        state: &Arc<AdminState>,
         cancel: &CancellationToken,
-        grace: Duration,
     ) -> Self {
-        info!(trigger = %spec.name, topics = ?spec.topics, target = %trigger.probe().target(), group = %spec.effective_group(), "Trigger started.");
+        let (sender, updates) = watch::channel(None);
         let stop = cancel.child_token();
-        let probe = trigger.probe();
-        let handle = tokio::spawn(trigger.run(stop.clone(), grace));
+        let handle = tokio::spawn(discovery::run(
+            Gateway::new(settings.clone()),
+            state.clone(),
+            sender,
+            stop.clone(),
+        ));
+        info!(gateway = %settings.gateway, every = %humantime::format_duration(settings.rebuild_interval), "Discovering functions from the OpenFaaS gateway.");
         Self {
-            spec: spec.clone(),
             stop,
             handle,
-            probe,
+            updates,
         }
     }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.handle.await;
+    }
+}
+
+/// Something a running sluice must act on, from [`Running::next`].
+#[derive(Debug)]
+pub enum Event {
+    /// The embedded broker stopped by itself, for this reason; sluice must stop.
+    Failed(String),
+    /// `POST /api/reload` asks for the config to be read again, and waits for the report.
+    Reload(ReloadAsk),
+    /// Discovery read a different set of functions; [`Running::apply_discovered`] applies it.
+    Discovered,
 }
 
 /// Turns the config's declared topics into what the Kafka client creates.
@@ -162,9 +174,9 @@ pub fn topic_spec(config: &Config, topic: &config::TopicConfig) -> TopicSpec {
 
 /// Dead-letter and reply topics the triggers write to, created like declared topics when
 /// missing.
-fn output_topics(config: &Config) -> Vec<TopicSpec> {
+fn output_topics(config: &Config, triggers: &[config::Trigger]) -> Vec<TopicSpec> {
     let mut names: Vec<&str> = Vec::new();
-    for trigger in &config.triggers {
+    for trigger in triggers {
         if let DeadLetter::Topic(topic) = &trigger.dead_letter {
             names.push(topic);
         }
@@ -214,44 +226,8 @@ impl Running {
         kafka.ensure_topics(&topic_specs(config)).await?;
 
         let metrics = Arc::new(Metrics::new());
-        let cancel = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        let mut views = Vec::new();
-        let mut triggers = BTreeMap::new();
-        let mut producer = None;
-        let functions = if options.triggers {
-            Some(Arc::new(Functions::start(
-                config,
-                &kafka,
-                &metrics,
-                options.grace,
-            )?))
-        } else {
-            None
-        };
-        if let Some(functions) = functions.as_ref().filter(|_| !config.triggers.is_empty()) {
-            kafka.ensure_topics(&output_topics(config)).await?;
-            let made: FutureProducer = kafka.create(&[("linger.ms", "5")])?;
-            let producer = &*producer.insert(made);
-            let context = trigger::Context {
-                kafka: &kafka,
-                functions,
-                producer,
-                metrics: &metrics,
-            };
-            for spec in &config.triggers {
-                let trigger =
-                    Trigger::build(spec, &context).map_err(|source| AppError::Trigger {
-                        trigger: spec.name.clone(),
-                        source: Box::new(source),
-                    })?;
-                views.push(TriggerView::new(spec, trigger.probe(), &kafka)?);
-                let running = RunningTrigger::spawn(spec, trigger, &cancel, options.grace);
-                let _ = triggers.insert(spec.name.clone(), running);
-            }
-        }
         let state = Arc::new(AdminState::new(
-            metrics,
+            metrics.clone(),
             Status {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 broker: BrokerStatus {
@@ -273,163 +249,197 @@ impl Running {
                 ..Status::default()
             },
         ));
+        let cancel = CancellationToken::new();
+        let functions = if options.triggers {
+            Some(Arc::new(Functions::start(
+                &config.functions,
+                &kafka,
+                &metrics,
+                options.grace,
+            )?))
+        } else {
+            None
+        };
+        let (views, watched_views) = watch::channel(Vec::new());
+        let (reload_requests, reloads) = mpsc::channel(4);
+        if options.triggers {
+            state.accept_reloads(reload_requests);
+        }
+        let mut running = Self {
+            kafka,
+            broker,
+            admin_addr: None,
+            state,
+            cancel,
+            tasks: JoinSet::new(),
+            triggers: Default::default(),
+            views,
+            functions,
+            producer: None,
+            config: config.clone(),
+            discovery: None,
+            discovered: Vec::new(),
+            reloads,
+            grace: options.grace,
+        };
+        if running.functions.is_some() {
+            let changes = running.reconcile(None).await?;
+            if let Some((trigger, why)) = changes.failed.into_iter().next() {
+                return Err(AppError::Start { trigger, why });
+            }
+            if let Some(settings) = &config.discovery {
+                running.discovery =
+                    Some(Discovery::start(settings, &running.state, &running.cancel));
+            }
+        }
 
-        state.set_triggers(
-            views
-                .iter()
-                .map(|v| (v.name().to_owned(), v.probe().clone()))
-                .collect(),
-        );
-        let (views, watched_views) = watch::channel(views);
         let poller = status::Poller {
-            kafka: kafka.clone(),
+            kafka: running.kafka.clone(),
             declared: status::declared_topics(config),
             triggers: watched_views,
-            functions: functions.clone(),
-            state: state.clone(),
+            functions: running.functions.clone(),
+            state: running.state.clone(),
         };
         poller.refresh().await;
-        let _ = tasks.spawn(poller.run(cancel.clone()));
+        let _ = running.tasks.spawn(poller.run(running.cancel.clone()));
 
-        let mut admin_addr = None;
         if let Some(listener) = admin_listener {
-            admin_addr = listener.local_addr().ok();
-            let (state, cancel) = (state.clone(), cancel.clone());
-            let _ = tasks.spawn(async move {
+            running.admin_addr = listener.local_addr().ok();
+            let (state, cancel) = (running.state.clone(), running.cancel.clone());
+            let _ = running.tasks.spawn(async move {
                 if let Err(err) = admin::serve(listener, state, cancel).await {
                     warn!(error = %err, "Admin listener stopped.");
                 }
             });
         }
 
-        state.set_ready(true);
+        running.state.set_ready(true);
         info!(
             bootstrap = %bootstrap,
-            admin = ?admin_addr.map(|a| format!("http://{a}")),
+            admin = ?running.admin_addr.map(|a| format!("http://{a}")),
             topics = config.topics.len(),
             "sluice is up."
         );
-        Ok(Self {
-            kafka,
-            broker,
-            admin_addr,
-            state,
-            cancel,
-            tasks,
-            triggers,
-            views,
-            functions,
-            producer,
-            config: config.clone(),
-            grace: options.grace,
-        })
+        Ok(running)
     }
 
-    /// Applies a new config's triggers and declared topics to what runs: an unchanged
-    /// trigger keeps running untouched; a changed one is drained, committed and started
-    /// again on its group, so its offsets continue; a removed one is drained, committed and
-    /// stopped; a new one starts. Changes to the broker, Kafka, admin or functions sections
-    /// are only reported, in [`Changes::restart_needed`]: they need a restart.
+    /// Waits for the next thing sluice must act on: the embedded broker stopping, a reload
+    /// asked for through the admin API, or discovery finding a different set of functions.
+    pub async fn next(&mut self) -> Event {
+        let Self {
+            broker,
+            state,
+            reloads,
+            discovery,
+            ..
+        } = self;
+        let failed = async {
+            match broker.as_mut() {
+                Some(broker) => broker.stopped().await.to_string(),
+                None => std::future::pending().await,
+            }
+        };
+        let discovered = async {
+            match discovery.as_mut() {
+                Some(discovery) => {
+                    if discovery.updates.changed().await.is_err() {
+                        // The discovery task ended; only a reload starts another.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            reason = failed => {
+                error!(error = %reason, "The embedded broker stopped; sluice stops too.");
+                state.update_status(|status| {
+                    status.broker.reachable = false;
+                    status.broker.error = Some(reason.clone());
+                });
+                state.set_not_ready(reason.clone());
+                Event::Failed(reason)
+            }
+            Some(ask) = reloads.recv() => Event::Reload(ask),
+            () = discovered => Event::Discovered,
+        }
+    }
+
+    /// Waits until the embedded broker stops by itself and returns the reason, for callers
+    /// that act on nothing else (reload requests are answered as refused meanwhile).
+    pub async fn failed(&mut self) -> String {
+        loop {
+            match self.next().await {
+                Event::Failed(reason) => return reason,
+                Event::Reload(ask) => drop(ask),
+                Event::Discovered => {}
+            }
+        }
+    }
+
+    /// Applies the functions discovery read last: new ones start, removed ones are drained
+    /// and stopped, changed ones restart on their group. Configured triggers are untouched.
+    pub async fn apply_discovered(&mut self) -> Result<Changes, AppError> {
+        let Some(discovery) = &mut self.discovery else {
+            return Ok(Changes::default());
+        };
+        let Some(found) = discovery.updates.borrow_and_update().clone() else {
+            return Ok(Changes::default());
+        };
+        self.discovered = found;
+        self.reconcile(None).await
+    }
+
+    /// Applies a new config to what runs: an unchanged trigger keeps running untouched; a
+    /// changed one, or one whose function changed, is drained, committed and started again
+    /// on its group, so its offsets continue; a removed one is drained, committed and
+    /// stopped; a new one starts. A function whose definition changed gets new instances,
+    /// and its old ones stop once the triggers that used them have drained. A changed
+    /// `discovery` section restarts discovery. Changes to the broker, Kafka or admin
+    /// sections are only reported, in [`Changes::restart_needed`]: they need a restart.
     pub async fn reload(&mut self, config: Config) -> Result<Changes, AppError> {
-        let mut changes = Changes::default();
         let old = &self.config;
-        for (section, same) in [
+        let restart_needed: Vec<String> = [
             ("data_dir", old.data_dir == config.data_dir),
             ("kafka", old.kafka == config.kafka),
             ("embedded", old.embedded == config.embedded),
             ("admin", old.admin == config.admin),
-            ("functions", old.functions == config.functions),
-        ] {
-            if !same {
-                changes.restart_needed.push(section.to_owned());
-            }
-        }
-        let Some(functions) = self.functions.clone() else {
+        ]
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(section, _)| section.to_owned())
+        .collect();
+        if self.functions.is_none() {
             // Only the broker runs here: there are no triggers to change.
-            return Ok(changes);
-        };
-        // Made by the first reload that brings triggers to a sluice that started without.
-        let producer = match &self.producer {
-            Some(producer) => producer.clone(),
-            None => {
-                let made: FutureProducer = self.kafka.create(&[("linger.ms", "5")])?;
-                self.producer.insert(made).clone()
-            }
-        };
+            return Ok(Changes {
+                restart_needed,
+                ..Changes::default()
+            });
+        }
         self.kafka.ensure_topics(&topic_specs(&config)).await?;
-        self.kafka.ensure_topics(&output_topics(&config)).await?;
 
-        // Stopped first, so that a changed trigger's new consumer never shares its group
-        // with the old one.
-        let mut stopping = Vec::new();
-        for (name, running) in &self.triggers {
-            match config.triggers.iter().find(|t| &t.name == name) {
-                Some(spec) if *spec == running.spec => changes.unchanged.push(name.clone()),
-                Some(_) => changes.restarted.push(name.clone()),
-                None => changes.stopped.push(name.clone()),
-            }
-        }
-        for name in changes.restarted.iter().chain(&changes.stopped) {
-            if let Some(running) = self.triggers.remove(name) {
-                running.stop.cancel();
-                stopping.push((name.clone(), running.handle));
-            }
-        }
-        for (name, handle) in stopping {
-            if let Err(err) = handle.await {
-                warn!(trigger = %name, error = %err, "A stopped trigger's task failed.");
-            }
-            info!(trigger = %name, "Trigger drained and stopped.");
-        }
-
-        let context = trigger::Context {
-            kafka: &self.kafka,
-            functions: &functions,
-            producer: &producer,
-            metrics: self.state.metrics(),
-        };
-        for spec in &config.triggers {
-            if self.triggers.contains_key(&spec.name) {
-                continue;
-            }
-            if !changes.restarted.contains(&spec.name) {
-                changes.started.push(spec.name.clone());
-            }
-            let trigger = match Trigger::build(spec, &context) {
-                Ok(trigger) => trigger,
-                Err(err) => {
-                    warn!(trigger = %spec.name, error = %err, "Trigger cannot start.");
-                    changes.failed.push((spec.name.clone(), err.to_string()));
-                    continue;
-                }
-            };
-            let running = RunningTrigger::spawn(spec, trigger, &self.cancel, self.grace);
-            let _ = self.triggers.insert(spec.name.clone(), running);
-        }
-
-        let mut views = Vec::with_capacity(self.triggers.len());
-        for running in self.triggers.values() {
-            views.push(TriggerView::new(
-                &running.spec,
-                running.probe.clone(),
-                &self.kafka,
-            )?);
-        }
-        self.state.set_triggers(
-            self.triggers
-                .iter()
-                .map(|(name, t)| (name.clone(), t.probe.clone()))
-                .collect(),
-        );
-        let _ = self.views.send_replace(views);
         // The sections that need a restart keep their running values.
         let mut kept = config;
         kept.data_dir = self.config.data_dir.clone();
         kept.kafka = self.config.kafka.clone();
         kept.embedded = self.config.embedded.clone();
         kept.admin = self.config.admin.clone();
-        kept.functions = self.config.functions.clone();
+        let functions = kept.functions.clone();
+        let discovery_changed = self.config.discovery != kept.discovery;
         self.config = kept;
+        if discovery_changed {
+            if let Some(discovery) = self.discovery.take() {
+                discovery.stop().await;
+            }
+            // A gateway that changed or went away no longer speaks for its functions; the
+            // new one does from its first good read.
+            self.discovered.clear();
+            if let Some(settings) = &self.config.discovery {
+                self.discovery = Some(Discovery::start(settings, &self.state, &self.cancel));
+            }
+        }
+        let mut changes = self.reconcile(Some(&functions)).await?;
+        changes.restart_needed = restart_needed;
         Ok(changes)
     }
 
@@ -451,24 +461,6 @@ impl Running {
     /// The shared admin state (status report, readiness, metrics).
     pub fn state(&self) -> &Arc<AdminState> {
         &self.state
-    }
-
-    /// Resolves if the embedded broker stops by itself, with the reason; never resolves
-    /// otherwise. From then on `/readyz` answers 503 with that reason, and the caller stops
-    /// sluice with a non-zero exit, for a supervisor to start it again: the broker's state
-    /// after a panic cannot be trusted, while everything it acknowledged is stored.
-    pub async fn failed(&mut self) -> String {
-        let Some(broker) = self.broker.as_mut() else {
-            return std::future::pending().await;
-        };
-        let reason = broker.stopped().await.to_string();
-        error!(error = %reason, "The embedded broker stopped; sluice stops too.");
-        self.state.update_status(|status| {
-            status.broker.reachable = false;
-            status.broker.error = Some(reason.clone());
-        });
-        self.state.set_not_ready(reason.clone());
-        reason
     }
 
     /// Stops everything, waiting at most `grace` for background work to finish.
@@ -496,6 +488,9 @@ impl Running {
             for handle in &handles {
                 handle.abort();
             }
+        }
+        if let Some(discovery) = self.discovery.take() {
+            discovery.stop().await;
         }
         // The triggers are done with these clients; they go before the broker they talk to.
         drop(self.producer.take());

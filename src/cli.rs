@@ -1,8 +1,11 @@
 //! The command line: argument definitions and one function per subcommand.
 
+mod api;
+mod connector;
 mod consume;
 mod filter;
 mod produce;
+mod reload;
 mod status;
 mod topics;
 mod triggers;
@@ -17,7 +20,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing::{info, warn};
 
 use crate::{
-    app::{AppError, RunOptions, Running},
+    admin::{ReloadCause, ReloadOutcome, ReloadReport},
+    app::{AppError, Event, RunOptions, Running},
     config::{self, Config, ConfigError, Storage},
     kafka::{ClientError, Kafka},
     shutdown,
@@ -97,6 +101,14 @@ pub enum Command {
         #[command(subcommand)]
         command: filter::FilterCommand,
     },
+    /// Make a running sluice read its config file again and apply it.
+    Reload(reload::ReloadArgs),
+    /// Run as a drop-in for another system's Kafka connector, configured as that one is.
+    Connector {
+        /// Which connector.
+        #[command(subcommand)]
+        command: connector::ConnectorCommand,
+    },
 }
 
 /// Overrides of the embedded broker's settings.
@@ -125,6 +137,9 @@ pub struct UpArgs {
     /// Address of the admin endpoints.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Reload whenever the config file changes (checked every second).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Why a command failed. Each maps to an exit code.
@@ -227,6 +242,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", filter::run(command)?);
             return Ok(());
         }
+        // With its address given, the running sluice is asked whatever the file here says:
+        // the answer lists the problems of the file it reads.
+        Command::Reload(reload::ReloadArgs { admin: Some(addr) }) => {
+            return reload::run(*addr).await;
+        }
+        // Configured by its environment, as the connector it replaces.
+        Command::Connector { command } => return connector::run(command).await,
         _ => load_config(cli.config.as_deref())?,
     };
     match &cli.command {
@@ -255,7 +277,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 Ok(config)
             };
-            serve(&config, options, args.broker.grace, Some(&reread)).await
+            let watch = if args.watch {
+                Some(
+                    cli.config
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG)),
+                )
+            } else {
+                None
+            };
+            let reload = Reload {
+                reread: &reread,
+                watch: watch.as_deref(),
+            };
+            serve(&config, options, args.broker.grace, Some(reload)).await
         }
         Command::Broker(args) => {
             let mut config = apply_broker_args(config, args);
@@ -274,7 +309,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Topics { command } => topics::run(&cli.kafka(&config), &config, command).await,
         Command::Status(args) => status::run(&config, args).await,
         Command::Triggers { command } => triggers::run(&config, command).await,
-        Command::Filter { .. } => Ok(()),
+        Command::Reload(args) => reload::run(args.admin.unwrap_or(config.admin.listen)).await,
+        Command::Filter { .. } | Command::Connector { .. } => Ok(()),
     }
 }
 
@@ -294,14 +330,26 @@ fn apply_broker_args(mut config: Config, args: &BrokerArgs) -> Config {
 /// Reads the config again for a reload.
 type Reread<'a> = &'a dyn Fn() -> Result<Config, ConfigError>;
 
-/// Runs until SIGINT/SIGTERM, then stops within `grace`. Each SIGHUP reads the config again
-/// with `reread` and applies it ([`Running::reload`]); a config with errors changes
-/// nothing.
+/// How a running sluice gets a new config.
+#[derive(Clone, Copy)]
+struct Reload<'a> {
+    /// Reads the file again, with the command line's overrides.
+    reread: Reread<'a>,
+    /// The file to watch for changes, with `--watch`.
+    watch: Option<&'a Path>,
+}
+
+/// How often `--watch` looks at the config file.
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs until SIGINT/SIGTERM, then stops within `grace`. A reload (SIGHUP, `POST
+/// /api/reload`, or a change to the file under `--watch`) reads the config again and applies
+/// it ([`Running::reload`]); a config with errors changes nothing.
 async fn serve(
     config: &Config,
     options: RunOptions,
     grace: Duration,
-    reread: Option<Reread<'_>>,
+    reload: Option<Reload<'_>>,
 ) -> Result<(), CliError> {
     // Caught before anything starts, so a signal during start-up still stops every child
     // process cleanly once start-up is over.
@@ -309,15 +357,54 @@ async fn serve(
         .map_err(|err| CliError::Failed(format!("cannot watch signals: {err}")))?;
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|err| CliError::Failed(format!("cannot watch signals: {err}")))?;
+    let watched = reload.and_then(|r| r.watch);
+    let mut last_text = match watched {
+        Some(path) => tokio::fs::read(path).await.ok(),
+        None => None,
+    };
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running = Running::start(config, options).await?;
+    if let Some(path) = watched {
+        info!(file = %path.display(), "Watching the config file for changes.");
+    }
     let outcome = loop {
         tokio::select! {
             signal = signals.recv() => {
                 info!(signal, grace = ?grace, "Shutting down.");
                 break Ok(());
             }
-            reason = running.failed() => break Err(CliError::Failed(reason)),
-            _ = hangup.recv() => reload(&mut running, reread).await,
+            event = running.next() => match event {
+                Event::Failed(reason) => break Err(CliError::Failed(reason)),
+                Event::Reload(ask) => {
+                    let report = apply(&mut running, reload, ReloadCause::Api).await;
+                    let _ = ask.send(report);
+                }
+                Event::Discovered => match running.apply_discovered().await {
+                    Ok(changes) => info!(
+                        started = ?changes.started,
+                        restarted = ?changes.restarted,
+                        stopped = ?changes.stopped,
+                        failed = ?changes.failed,
+                        "Discovered functions applied."
+                    ),
+                    Err(err) => warn!(error = %err, "Discovered functions could not be applied in full."),
+                },
+            },
+            _ = hangup.recv() => {
+                let _ = apply(&mut running, reload, ReloadCause::Signal).await;
+            }
+            _ = tick.tick(), if watched.is_some() => {
+                let Some(path) = watched else { continue };
+                let text = tokio::fs::read(path).await.ok();
+                // A file that cannot be read right now (an editor replacing it) is looked
+                // at again on the next tick.
+                if text.is_some() && text != last_text {
+                    last_text = text;
+                    info!(file = %path.display(), "The config file changed.");
+                    let _ = apply(&mut running, reload, ReloadCause::Watch).await;
+                }
+            }
         }
     };
     shutdown::force_exit_on_next_signal();
@@ -325,29 +412,53 @@ async fn serve(
     outcome
 }
 
-/// Applies the config as it reads now, or keeps the running one when it has errors.
-async fn reload(running: &mut Running, reread: Option<Reread<'_>>) {
-    let Some(reread) = reread else {
-        info!("SIGHUP: nothing to reload here.");
-        return;
+/// Applies the config as it reads now, or keeps the running one when it has errors; the
+/// report is logged, counted and kept for `/api/status`.
+async fn apply(
+    running: &mut Running,
+    reload: Option<Reload<'_>>,
+    cause: ReloadCause,
+) -> ReloadReport {
+    let mut report = ReloadReport {
+        at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        cause,
+        outcome: ReloadOutcome::Refused,
+        changes: None,
+        problems: Vec::new(),
+        error: None,
     };
-    let config = match reread() {
-        Ok(config) => config,
+    let Some(reload) = reload else {
+        info!("Nothing to reload here.");
+        report.error = Some("this sluice has no config file to reload".to_owned());
+        return report;
+    };
+    match (reload.reread)() {
         Err(err) => {
             warn!(problems = %err, "Reload refused: the config has errors; the running config is kept.");
-            return;
+            report.problems = err.lines();
         }
-    };
-    match running.reload(config).await {
-        Ok(changes) => info!(
-            started = ?changes.started,
-            restarted = ?changes.restarted,
-            stopped = ?changes.stopped,
-            unchanged = ?changes.unchanged,
-            failed = ?changes.failed,
-            restart_needed = ?changes.restart_needed,
-            "Reloaded."
-        ),
-        Err(err) => warn!(error = %err, "Reload failed part way."),
+        Ok(config) => match running.reload(config).await {
+            Ok(changes) => {
+                info!(
+                    started = ?changes.started,
+                    restarted = ?changes.restarted,
+                    stopped = ?changes.stopped,
+                    unchanged = ?changes.unchanged,
+                    functions = ?changes.functions,
+                    failed = ?changes.failed,
+                    restart_needed = ?changes.restart_needed,
+                    "Reloaded."
+                );
+                report.outcome = ReloadOutcome::Applied;
+                report.changes = Some(changes);
+            }
+            Err(err) => {
+                warn!(error = %err, "Reload failed part way.");
+                report.outcome = ReloadOutcome::Failed;
+                report.error = Some(err.to_string());
+            }
+        },
     }
+    running.state().record_reload(&report);
+    report
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use url::Url;
 
 mod de;
+pub mod discovery;
 mod function;
 mod path;
 mod resolve;
@@ -75,6 +76,23 @@ pub enum ConfigError {
         /// Every problem found, in the order they appear in the text.
         problems: Vec<Problem>,
     },
+}
+
+impl ConfigError {
+    /// Each problem on a line of its own, as the error prints them after its first line.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            Self::Read { .. } => vec![self.to_string()],
+            Self::Invalid { origin, problems } => problems
+                .iter()
+                .map(|problem| {
+                    let located = problem.line.is_some() && problem.column.is_some();
+                    let separator = if located { ":" } else { ": " };
+                    format!("{origin}{separator}{problem}")
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One thing wrong in a configuration.
@@ -157,6 +175,8 @@ pub struct Config {
     pub functions: BTreeMap<String, Function>,
     /// Triggers, which deliver records from topics to functions.
     pub triggers: Vec<Trigger>,
+    /// Functions found on an OpenFaaS gateway, each bound to the topics it lists.
+    pub discovery: Option<discovery::OpenFaasDiscovery>,
 }
 
 impl Default for Config {
@@ -169,6 +189,7 @@ impl Default for Config {
             topics: Vec::new(),
             functions: BTreeMap::new(),
             triggers: Vec::new(),
+            discovery: None,
         }
     }
 }
@@ -311,6 +332,8 @@ pub struct Trigger {
     pub reply: Option<Reply>,
     /// Which events are delivered; none means all. A filtered-out record is final.
     pub filters: crate::filter::Filters,
+    /// What of each function's answer is logged.
+    pub log_response: LogResponse,
 }
 
 impl Trigger {
@@ -479,6 +502,25 @@ macro_rules! text_enum {
         }
     };
 }
+
+/// What of a function's answer to a delivered event is logged (the OpenFaaS connector's
+/// `print_response` and `print_response_body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum LogResponse {
+    /// Nothing.
+    #[default]
+    None,
+    /// The status.
+    Status,
+    /// The status and the body (its first 4 KiB, as text).
+    Body,
+}
+
+text_enum!(LogResponse {
+    None = "none",
+    Status = "status",
+    Body = "body",
+});
 
 /// Where a new consumer group starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

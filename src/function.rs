@@ -1,19 +1,28 @@
 //! The function runtime: `command` functions scaled between `min` and `max` instances,
 //! `exec` functions run once per event, and `job` functions woken by lag. `url` functions
 //! run elsewhere and are only called.
+//!
+//! [`Functions`] can be changed while sluice runs ([`Functions::replace`]): a function whose
+//! definition changed gets new instances, and the old ones are handed back as [`Retired`],
+//! to be stopped once nothing delivers to them any more.
 
 pub mod command;
 pub mod exec;
 pub mod job;
 pub mod process;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, RwLock, RwLockReadGuard},
+    time::Duration,
+};
 
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
-    config::{Config, Function},
+    config::Function,
     kafka::{ClientError, Kafka},
     metrics::Metrics,
 };
@@ -53,13 +62,63 @@ pub struct FunctionStatus {
     pub lag: Option<i64>,
 }
 
+/// What runs for one function.
+#[derive(Debug)]
+enum Kind {
+    Url,
+    Command(Arc<CommandPool>),
+    Exec(Arc<ExecRunner>),
+    Job(Arc<JobRunner>, JoinHandle<()>),
+}
+
+/// One function: its definition and what runs for it, stopped alone by its own token.
+#[derive(Debug)]
+struct Entry {
+    spec: Function,
+    kind: Kind,
+    stop: CancellationToken,
+}
+
+impl Entry {
+    /// Stops what runs for the function: instances get SIGTERM, then SIGKILL after the
+    /// grace period, and this waits for them.
+    async fn stop(self) {
+        self.stop.cancel();
+        match self.kind {
+            Kind::Url | Kind::Exec(_) => {}
+            Kind::Command(pool) => pool.shutdown().await,
+            Kind::Job(_, handle) => {
+                let _ = handle.await;
+            }
+        }
+    }
+}
+
+/// Functions taken out of service by [`Functions::replace`]. They keep running until
+/// [`Retired::stop`], so that deliveries still holding them can finish first.
+#[derive(Debug, Default)]
+#[must_use = "retired functions keep their instances until stopped"]
+pub struct Retired(Vec<(String, Entry)>);
+
+impl Retired {
+    /// The names of the retired functions.
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Stops the retired functions' instances and waits for them.
+    pub async fn stop(self) {
+        let stops = self.0.into_iter().map(|(_, entry)| entry.stop());
+        let _ = futures::future::join_all(stops).await;
+    }
+}
+
 /// Every function sluice runs.
 #[derive(Debug)]
 pub struct Functions {
-    pools: BTreeMap<String, Arc<CommandPool>>,
-    execs: BTreeMap<String, Arc<ExecRunner>>,
-    jobs: BTreeMap<String, Arc<JobRunner>>,
-    urls: Vec<String>,
+    entries: RwLock<BTreeMap<String, Entry>>,
+    kafka: Kafka,
+    grace: Duration,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -68,125 +127,198 @@ impl Functions {
     /// Sets up every declared function: `command` pools start `min` instances, and `job`
     /// functions start watching their lag.
     pub fn start(
-        config: &Config,
+        functions: &BTreeMap<String, Function>,
         kafka: &Kafka,
         metrics: &Metrics,
         grace: Duration,
     ) -> Result<Self, ClientError> {
-        let cancel = CancellationToken::new();
-        let tasks = TaskTracker::new();
-        let mut functions = Self {
-            pools: BTreeMap::new(),
-            execs: BTreeMap::new(),
-            jobs: BTreeMap::new(),
-            urls: Vec::new(),
-            cancel: cancel.clone(),
-            tasks: tasks.clone(),
+        let this = Self {
+            entries: RwLock::default(),
+            kafka: kafka.clone(),
+            grace,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         };
-        for (name, function) in &config.functions {
-            match function {
-                Function::Url(_) => functions.urls.push(name.clone()),
-                Function::Command(spec) => {
-                    let pool = Arc::new(CommandPool::new(name, spec.clone(), metrics, grace));
-                    pool.start(cancel.clone());
-                    let _ = functions.pools.insert(name.clone(), pool);
-                }
-                Function::Exec(spec) => {
-                    let runner = Arc::new(ExecRunner::new(name, spec.clone(), metrics));
-                    let _ = functions.execs.insert(name.clone(), runner);
-                }
-                Function::Job(spec) => {
-                    let reader = kafka.offsets_reader(&spec.group)?;
-                    let runner = Arc::new(JobRunner::new(
-                        name,
-                        spec.clone(),
-                        kafka.bootstrap().to_owned(),
-                        reader,
-                        metrics,
-                    ));
-                    drop(tasks.spawn(runner.clone().run(cancel.clone(), grace)));
-                    let _ = functions.jobs.insert(name.clone(), runner);
+        let mut entries = BTreeMap::new();
+        for (name, spec) in functions {
+            let _ = entries.insert(name.clone(), this.entry(name, spec, metrics)?);
+        }
+        *this.write() = entries;
+        Ok(this)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Entry>> {
+        // An entry map is replaced whole, so a panic elsewhere cannot leave it half-changed.
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Builds and starts what runs for one function.
+    fn entry(&self, name: &str, spec: &Function, metrics: &Metrics) -> Result<Entry, ClientError> {
+        let stop = self.cancel.child_token();
+        let kind = match spec {
+            Function::Url(_) => Kind::Url,
+            Function::Command(command) => {
+                let pool = Arc::new(CommandPool::new(name, command.clone(), metrics, self.grace));
+                pool.start(stop.clone());
+                Kind::Command(pool)
+            }
+            Function::Exec(exec) => {
+                Kind::Exec(Arc::new(ExecRunner::new(name, exec.clone(), metrics)))
+            }
+            Function::Job(job) => {
+                let reader = self.kafka.offsets_reader(&job.group)?;
+                let runner = Arc::new(JobRunner::new(
+                    name,
+                    job.clone(),
+                    self.kafka.bootstrap().to_owned(),
+                    reader,
+                    metrics,
+                ));
+                let handle = self
+                    .tasks
+                    .spawn(runner.clone().run(stop.clone(), self.grace));
+                Kind::Job(runner, handle)
+            }
+        };
+        Ok(Entry {
+            spec: spec.clone(),
+            kind,
+            stop,
+        })
+    }
+
+    /// The names of the functions that `functions` adds, removes or defines differently
+    /// from those running.
+    pub fn changed(&self, functions: &BTreeMap<String, Function>) -> BTreeSet<String> {
+        let entries = self.read();
+        let mut changed: BTreeSet<String> = entries
+            .iter()
+            .filter(|(name, entry)| functions.get(*name) != Some(&entry.spec))
+            .map(|(name, _)| name.clone())
+            .collect();
+        changed.extend(
+            functions
+                .keys()
+                .filter(|name| !entries.contains_key(*name))
+                .cloned(),
+        );
+        changed
+    }
+
+    /// Makes the running functions those of `functions`: each changed or new one starts
+    /// afresh, an unchanged one is kept as it is, and the replaced and removed ones are
+    /// returned, still running, for the caller to stop once nothing delivers to them. When
+    /// a new function cannot be set up, nothing changes.
+    pub fn replace(
+        &self,
+        functions: &BTreeMap<String, Function>,
+        metrics: &Metrics,
+    ) -> Result<Retired, ClientError> {
+        let changed = self.changed(functions);
+        let mut fresh = Vec::new();
+        for name in &changed {
+            if let Some(spec) = functions.get(name) {
+                match self.entry(name, spec, metrics) {
+                    Ok(entry) => fresh.push((name.clone(), entry)),
+                    Err(err) => {
+                        for (_, entry) in fresh {
+                            entry.stop.cancel();
+                        }
+                        return Err(err);
+                    }
                 }
             }
         }
-        Ok(functions)
+        let mut entries = self.write();
+        let mut retired = Vec::new();
+        for name in &changed {
+            if let Some(old) = entries.remove(name) {
+                retired.push((name.clone(), old));
+            }
+        }
+        entries.extend(fresh);
+        Ok(Retired(retired))
     }
 
     /// The runner of the `command` or `exec` function `name`; `None` for any other kind
     /// or an unknown name.
     pub fn runner(&self, name: &str) -> Option<Runner> {
-        if let Some(pool) = self.pools.get(name) {
-            return Some(Runner::Command(pool.clone()));
+        match &self.read().get(name)?.kind {
+            Kind::Command(pool) => Some(Runner::Command(pool.clone())),
+            Kind::Exec(runner) => Some(Runner::Exec(runner.clone())),
+            Kind::Url | Kind::Job(..) => None,
         }
-        self.execs
-            .get(name)
-            .map(|runner| Runner::Exec(runner.clone()))
     }
 
     /// Every function's figures, by name.
     pub fn status(&self) -> Vec<FunctionStatus> {
-        let mut out = Vec::new();
-        for name in &self.urls {
-            out.push(FunctionStatus {
-                name: name.clone(),
-                kind: "url".to_owned(),
-                ..FunctionStatus::default()
+        let entries = self.read();
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, entry) in entries.iter() {
+            let name = name.clone();
+            out.push(match &entry.kind {
+                Kind::Url => FunctionStatus {
+                    name,
+                    kind: "url".to_owned(),
+                    ..FunctionStatus::default()
+                },
+                Kind::Command(pool) => {
+                    let counts = pool.counts();
+                    FunctionStatus {
+                        name,
+                        kind: "command".to_owned(),
+                        instances: counts.ready,
+                        starting: counts.starting,
+                        in_flight: counts.in_flight,
+                        waiting: counts.waiting,
+                        cold_starts: counts.cold_starts,
+                        lag: None,
+                    }
+                }
+                Kind::Exec(runner) => {
+                    let running = runner.running();
+                    FunctionStatus {
+                        name,
+                        kind: "exec".to_owned(),
+                        instances: running,
+                        in_flight: running,
+                        ..FunctionStatus::default()
+                    }
+                }
+                Kind::Job(runner, _) => {
+                    let counts = runner.counts();
+                    FunctionStatus {
+                        name,
+                        kind: "job".to_owned(),
+                        instances: counts.running,
+                        cold_starts: counts.started,
+                        lag: Some(counts.lag),
+                        ..FunctionStatus::default()
+                    }
+                }
             });
         }
-        for (name, pool) in &self.pools {
-            let counts = pool.counts();
-            out.push(FunctionStatus {
-                name: name.clone(),
-                kind: "command".to_owned(),
-                instances: counts.ready,
-                starting: counts.starting,
-                in_flight: counts.in_flight,
-                waiting: counts.waiting,
-                cold_starts: counts.cold_starts,
-                lag: None,
-            });
-        }
-        for (name, runner) in &self.execs {
-            let running = runner.running();
-            out.push(FunctionStatus {
-                name: name.clone(),
-                kind: "exec".to_owned(),
-                instances: running,
-                in_flight: running,
-                ..FunctionStatus::default()
-            });
-        }
-        for (name, runner) in &self.jobs {
-            let counts = runner.counts();
-            out.push(FunctionStatus {
-                name: name.clone(),
-                kind: "job".to_owned(),
-                instances: counts.running,
-                cold_starts: counts.started,
-                lag: Some(counts.lag),
-                ..FunctionStatus::default()
-            });
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }
 
     /// Process ids of every running instance of `name`.
     pub fn pids(&self, name: &str) -> Vec<u32> {
-        if let Some(pool) = self.pools.get(name) {
-            return pool.pids();
+        match self.read().get(name).map(|entry| &entry.kind) {
+            Some(Kind::Command(pool)) => pool.pids(),
+            Some(Kind::Job(runner, _)) => runner.pids(),
+            _ => Vec::new(),
         }
-        self.jobs
-            .get(name)
-            .map(|job| job.pids())
-            .unwrap_or_default()
     }
 
     /// Stops every instance: SIGTERM, then SIGKILL after the grace period given at start.
     pub async fn shutdown(&self) {
         self.cancel.cancel();
-        let pools = self.pools.values().map(|pool| pool.shutdown());
-        let _ = futures::future::join_all(pools).await;
+        let entries = std::mem::take(&mut *self.write());
+        let _ = futures::future::join_all(entries.into_values().map(Entry::stop)).await;
         self.tasks.close();
         self.tasks.wait().await;
     }

@@ -14,13 +14,16 @@
 //! - [`function`]: the function runtime: `command` instances scaled from zero, `exec` runs
 //!   per event, `job` programs woken by lag.
 //! - [`backoff`]: the waits between tries that delivery, the runtime and the broker share.
-//! - [`app`]: a running sluice; owns the broker, topics, admin listener, triggers and the
-//!   status poller.
-//! - [`admin`]: `/healthz`, `/readyz`, `/metrics` and `/api/status`.
+//! - [`discovery`]: functions that subscribe to topics, read from an OpenFaaS gateway.
+//! - [`app`]: a running sluice; owns the broker, topics, admin listener, triggers, discovery
+//!   and the status poller, and reconciles what runs with a reloaded config
+//!   (`app/triggers.rs`).
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`, `/api/status` and the API that seeks and
+//!   reloads.
 //! - [`metrics`]: the Prometheus metrics, registered once.
 //! - [`shutdown`]: signals, graceful and forced stops.
 //! - [`cli`]: the command line (`up`, `broker`, `produce`, `consume`, `topics`, `status`,
-//!   `validate`).
+//!   `validate`, `reload`, `triggers`, `filter`, `connector`).
 
 pub mod admin;
 pub mod app;
@@ -29,6 +32,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod deliver;
+pub mod discovery;
 pub mod event;
 pub mod filter;
 pub mod function;

@@ -73,6 +73,14 @@ pub struct InstanceLabels {
     pub state: String,
 }
 
+/// Labels for a series counted by outcome alone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// What happened: for reloads `applied`, `refused` or `failed`; for discovery reads
+    /// `ok` or `error`.
+    pub outcome: String,
+}
+
 /// Every metric sluice exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -119,6 +127,12 @@ pub struct Metrics {
     pub function_cold_start_seconds: Family<FunctionLabels, Histogram>,
     /// Duration of `exec` runs.
     pub exec_duration: Family<FunctionLabels, Histogram>,
+    /// Config reloads, by outcome.
+    pub reloads: Family<OutcomeLabels, Counter>,
+    /// Reads of the OpenFaaS gateway's function list, by outcome.
+    pub discovery_reads: Family<OutcomeLabels, Counter>,
+    /// Triggers that discovery made, as of its last successful read.
+    pub discovered_triggers: Gauge,
 }
 
 impl Metrics {
@@ -251,8 +265,29 @@ impl Metrics {
             "Duration of exec function runs",
             exec_duration.clone(),
         );
+        let reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "reloads",
+            "Config reloads by outcome: applied, refused (the config had errors) or failed",
+            reloads.clone(),
+        );
+        let discovery_reads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "discovery_reads",
+            "Reads of the OpenFaaS gateway's function list by outcome",
+            discovery_reads.clone(),
+        );
+        let discovered_triggers = Gauge::default();
+        registry.register(
+            "discovered_triggers",
+            "Triggers built from the OpenFaaS gateway's function list at its last good read",
+            discovered_triggers.clone(),
+        );
         Self {
             registry,
+            reloads,
+            discovery_reads,
+            discovered_triggers,
             function_instances,
             function_in_flight,
             function_cold_starts,

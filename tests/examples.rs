@@ -683,3 +683,77 @@ async fn observer_jobs_start_for_lag_consume_exit_when_idle_and_come_back() {
     assert!(sluice.log.warnings().is_empty(), "{}", sluice.log.tail());
     let _ = sluice.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openfaas_discovers_the_annotated_function_and_logs_its_banner() {
+    // The walk-through's gateway port, 8080, may be taken here: a copy of the example points
+    // at a free one instead.
+    let root = tempfile::tempdir().unwrap();
+    let example = copy_example("openfaas", root.path());
+    let _ = copy_example("figlet", root.path());
+    let gateway = free_local_addr().unwrap();
+    let config = example.join("sluice.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("http://127.0.0.1:8080"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("http://127.0.0.1:8080", &format!("http://{gateway}")),
+    )
+    .unwrap();
+    // As its README starts it, from the root.
+    let _gateway = common::gateway::Gateway::start(
+        root.path(),
+        gateway,
+        Path::new("examples/openfaas/functions.json"),
+        &[],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let sluice = Example::start("openfaas", root.path(), data.path()).await;
+    let trigger = "openfaas-figlet.openfaas-fn";
+    sluice
+        .wait_until("the annotated function is discovered", || {
+            sluice.status().triggers.iter().any(|t| t.name == trigger)
+        })
+        .await;
+    assert_eq!(sluice.trigger(trigger).topics, ["faas-request"]);
+    assert_eq!(
+        sluice.trigger(trigger).target,
+        format!("http://{gateway}/function/figlet.openfaas-fn")
+    );
+
+    // As `echo Ada | sluice produce -t faas-request` does.
+    produce_all(
+        &sluice.bootstrap,
+        "faas-request",
+        vec![(None, b"Ada".to_vec(), vec![])],
+    )
+    .await;
+    let expected = String::from_utf8(banner("Ada")).unwrap();
+    let answered = |entry: &Value| {
+        entry["fields"]["trigger"] == trigger
+            && entry["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Function answered:"))
+    };
+    sluice
+        .wait_until("the banner is logged", || {
+            sluice.log.entries().iter().any(answered)
+        })
+        .await;
+    let entries = sluice.log.entries();
+    let entry = entries.iter().find(|e| answered(e)).unwrap();
+    assert_eq!(entry["fields"]["status"], 200, "{entry}");
+    let message = entry["fields"]["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        format!("Function answered:\n{expected}"),
+        "{message}"
+    );
+    sluice
+        .wait_until("the status shows the delivery", || {
+            sluice.trigger(trigger).delivered == 1
+        })
+        .await;
+    assert!(sluice.log.warnings().is_empty(), "{}", sluice.log.tail());
+    let _ = sluice.stop();
+}

@@ -31,16 +31,6 @@ pub struct TriggerView {
 }
 
 impl TriggerView {
-    /// The trigger's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Its probe.
-    pub fn probe(&self) -> &TriggerProbe {
-        &self.probe
-    }
-
     /// The view of the trigger `config` that `probe` reads.
     pub fn new(
         config: &config::Trigger,

@@ -198,6 +198,38 @@ fn render(status: &Status) -> String {
             &rows,
         ));
     }
+    if let Some(discovery) = &status.discovery {
+        let state = match (&discovery.error, &discovery.last_read) {
+            (Some(err), Some(at)) => format!("READ FAILED, keeping the map of {at}: {err}"),
+            (Some(err), None) => format!("NOT READ YET: {err}"),
+            (None, Some(at)) => format!("read at {at}"),
+            (None, None) => "not read yet".to_owned(),
+        };
+        out.push_str(&format!(
+            "\ndiscovery: OpenFaaS gateway {}, {state}; functions: {}\n",
+            discovery.gateway,
+            if discovery.functions.is_empty() {
+                "none".to_owned()
+            } else {
+                discovery.functions.join(", ")
+            }
+        ));
+    }
+    if let Some(reload) = &status.reload {
+        out.push_str(&format!(
+            "\nlast reload: {} ({:?}) at {}",
+            reload.outcome.as_str(),
+            reload.cause,
+            reload.at
+        ));
+        if !reload.problems.is_empty() {
+            out.push_str(&format!(": {}", reload.problems.join("; ")));
+        }
+        if let Some(error) = &reload.error {
+            out.push_str(&format!(": {error}"));
+        }
+        out.push('\n');
+    }
     out
 }
 
@@ -233,6 +265,8 @@ mod tests {
             ],
             triggers: vec![],
             functions: vec![],
+            reload: None,
+            discovery: None,
         };
         let text = render(&status);
         assert_eq!(

@@ -2,15 +2,11 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use bytes::Bytes;
 use clap::Subcommand;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, header::CONTENT_TYPE};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
-use super::{CliError, status::table};
+use super::{CliError, api, status::table};
 use crate::{
-    admin::{ErrorAnswer, SeekAnswer, SeekRequest},
+    admin::{SeekAnswer, SeekRequest},
     config::Config,
 };
 
@@ -44,30 +40,11 @@ pub async fn run(config: &Config, command: &TriggersCommand) -> Result<(), CliEr
     let url = format!("http://{addr}/api/triggers/{name}/seek");
     let failed = |err: &dyn std::fmt::Display| CliError::Failed(format!("{url}: {err}"));
     let body = serde_json::to_vec(&SeekRequest { to: to.clone() }).map_err(|e| failed(&e))?;
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(&url)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| failed(&e))?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let response = tokio::time::timeout(TIMEOUT, client.request(request))
-        .await
-        .map_err(|_| failed(&"no answer within 60s"))?
-        .map_err(|e| CliError::Failed(format!("cannot reach sluice at {url}: {e}")))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| failed(&e))?
-        .to_bytes();
+    let (status, body) = api::post(&url, body, TIMEOUT).await?;
     if !status.is_success() {
-        let why = serde_json::from_slice::<ErrorAnswer>(&body)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| format!("HTTP {status}"));
         return Err(CliError::Failed(format!(
-            "cannot move trigger {name}: {why}"
+            "cannot move trigger {name}: {}",
+            api::error_of(status, &body)
         )));
     }
     let answer: SeekAnswer = serde_json::from_slice(&body).map_err(|e| failed(&e))?;

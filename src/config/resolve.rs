@@ -11,14 +11,15 @@ use url::Url;
 
 use super::de::{self, Report};
 use super::path::{join_index, join_key};
-use super::yaml::{Document, Value};
+use super::yaml::{Document, Mapping, Value};
 
+mod discovery;
 mod filters;
 mod triggers;
 use super::{
     AdminConfig, CommandFunction, Config, DeadLetter, Delivery, EmbeddedConfig, Endpoint,
-    ExecFunction, Function, FunctionKind, InitialOffset, JobFunction, KafkaConfig, Ordering,
-    Problem, Reply, Target, TopicConfig, Trigger, UrlFunction,
+    ExecFunction, Function, FunctionKind, InitialOffset, JobFunction, KafkaConfig, LogResponse,
+    Ordering, Problem, Reply, Target, TopicConfig, Trigger, UrlFunction,
 };
 
 /// The top level, with each section kept as YAML so that sections are checked independently.
@@ -39,6 +40,8 @@ struct Sections {
     functions: Option<Value>,
     /// See [`Config::triggers`].
     triggers: Option<Value>,
+    /// See [`Config::discovery`].
+    discovery: Option<Value>,
 }
 
 /// Builds the configuration and returns it with every problem found; the configuration is
@@ -119,6 +122,9 @@ fn fill(report: &mut Report<'_>, config: &mut Config, sections: Sections) {
     }
     let implicit = triggers::subscriptions(report, &config.functions, &config.triggers);
     config.triggers.extend(implicit);
+    if let Some(value) = &sections.discovery {
+        config.discovery = discovery::discovery(report, value);
+    }
 }
 
 /// A mapping section; null or absent means all defaults.

@@ -15,7 +15,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{
     Attempt, Destination, Failure, Invoker, Session,
@@ -23,11 +23,14 @@ use super::{
 };
 use crate::{
     backoff::Backoff,
-    config::{self, DeadLetter, Delivery},
+    config::{self, DeadLetter, Delivery, LogResponse},
     event::{self, Event, EventSettings, Record, percent_decode},
     filter::Filters,
     metrics::TriggerMetrics,
 };
+
+/// The most of an answer's body that `log_response: body` logs.
+const LOGGED_BODY: usize = 4096;
 
 /// How long one produce of a dead letter or reply may wait for the broker.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -62,6 +65,8 @@ pub struct Pipeline {
     pub dead_letter: DeadLetter,
     /// Reply topic.
     pub reply: Option<String>,
+    /// What of each answer is logged.
+    pub log_response: LogResponse,
     /// How records become events.
     pub settings: EventSettings,
     /// Which events are delivered.
@@ -103,6 +108,7 @@ impl Pipeline {
             backoff: retry::policy(&trigger.delivery),
             dead_letter: trigger.dead_letter.clone(),
             reply: trigger.reply.as_ref().map(|r| r.topic.clone()),
+            log_response: trigger.log_response,
             filters: trigger.filters.clone(),
             settings: EventSettings {
                 trigger: trigger.name.clone(),
@@ -145,15 +151,16 @@ impl Pipeline {
                     &event,
                     record,
                     self.delivery.timeout,
-                    self.reply.is_some(),
+                    self.reply.is_some() || self.log_response == LogResponse::Body,
                 )
                 .await;
             self.metrics.attempt(attempt.outcome());
             match attempt {
-                Attempt::Delivered { reply, .. } => {
+                Attempt::Delivered { reply, status } => {
                     self.metrics
                         .duration
                         .observe(started.elapsed().as_secs_f64());
+                    self.log(&event, status, reply.as_ref().map(|(_, body)| body));
                     if let (Some(topic), Some((headers, body))) = (&self.reply, reply) {
                         self.produce_reply(topic, record, &event, &headers, body, cancel)
                             .await?;
@@ -334,6 +341,23 @@ impl Pipeline {
             });
         }
         headers
+    }
+
+    /// Logs a delivered event's answer as `log_response` asks.
+    fn log(&self, event: &Event, status: hyper::StatusCode, body: Option<&Bytes>) {
+        match self.log_response {
+            LogResponse::None => {}
+            LogResponse::Status => {
+                info!(trigger = %self.trigger, id = %event.id, status = status.as_u16(), "Function answered.");
+            }
+            LogResponse::Body => {
+                let body = body
+                    .map(|b| &b[..b.len().min(LOGGED_BODY)])
+                    .unwrap_or_default();
+                let body = String::from_utf8_lossy(body);
+                info!(trigger = %self.trigger, id = %event.id, status = status.as_u16(), "Function answered:\n{body}");
+            }
+        }
     }
 
     /// Produces a function's reply: a CloudEvent response stays a CloudEvent (Kafka binary

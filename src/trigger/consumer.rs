@@ -52,6 +52,9 @@ pub fn settings(group: &str, initial_offset: InitialOffset) -> (Settings, Settin
         ("max.partition.fetch.bytes", "65536".to_owned()),
         ("session.timeout.ms", "10000".to_owned()),
         ("heartbeat.interval.ms", "1000".to_owned()),
+        // A topic created after the trigger subscribed (by a producer, or for a function
+        // discovered later) is seen within this, instead of librdkafka's 5 minutes.
+        ("topic.metadata.refresh.interval.ms", "10000".to_owned()),
     ];
     (fixed, tunable)
 }

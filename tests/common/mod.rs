@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod function;
+pub mod gateway;
 pub mod postgres;
 
 use std::{

@@ -6,7 +6,7 @@ use super::*;
 /// A trigger as written; [`Trigger`] is what it resolves to.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTrigger {
+pub(super) struct RawTrigger {
     /// See [`Trigger::name`]; required, but optional here so that the rest of the trigger is
     /// still checked when it is missing.
     #[serde(default)]
@@ -56,6 +56,9 @@ struct RawTrigger {
     /// Knative's older form of [`Trigger::filters`].
     #[serde(default)]
     filter: Option<Value>,
+    /// See [`Trigger::log_response`].
+    #[serde(default)]
+    log_response: Option<LogResponse>,
 }
 
 fn default_max_in_flight() -> usize {
@@ -108,7 +111,7 @@ pub(super) fn triggers(
     triggers
 }
 
-fn trigger(
+pub(super) fn trigger(
     report: &mut Report<'_>,
     raw: RawTrigger,
     path: &str,
@@ -225,6 +228,7 @@ fn trigger(
         dead_letter: dead_letter?,
         reply: raw.reply,
         filters,
+        log_response: raw.log_response.unwrap_or_default(),
     })
 }
 
@@ -343,6 +347,7 @@ pub(super) fn subscriptions(
             dead_letter: DeadLetter::default_for(name),
             reply: None,
             filters: crate::filter::Filters::default(),
+            log_response: LogResponse::default(),
         });
     }
     implicit
