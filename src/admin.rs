@@ -159,6 +159,58 @@ pub struct Status {
     /// Discovery from an OpenFaaS gateway, when configured.
     #[serde(default)]
     pub discovery: Option<DiscoveryStatus>,
+    /// The public listener: ingress topics and streams, when configured.
+    #[serde(default)]
+    pub edge: Option<EdgeStatus>,
+}
+
+/// The public listener as last seen.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EdgeStatus {
+    /// Its address.
+    pub listen: String,
+    /// Topics open to `POST /topics/{name}`.
+    pub ingress: Vec<IngressStatus>,
+    /// Streams.
+    pub streams: Vec<StreamStatus>,
+}
+
+/// One ingress topic's figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IngressStatus {
+    /// The topic.
+    pub topic: String,
+    /// Whether producing needs a token.
+    pub tokens: bool,
+    /// Events stored.
+    pub stored: u64,
+    /// Events refused: malformed, too large, or without a valid token.
+    pub refused: u64,
+    /// Events answered 503 because the broker did not store them.
+    pub unavailable: u64,
+}
+
+/// One stream's figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StreamStatus {
+    /// The path.
+    pub path: String,
+    /// The topic.
+    pub topic: String,
+    /// Whether clients may publish.
+    pub publish: bool,
+    /// Clients connected now.
+    pub clients: i64,
+    /// Records sent to clients.
+    pub messages_out: u64,
+    /// Messages clients published.
+    pub messages_in: u64,
+    /// Clients closed for falling behind.
+    pub dropped_slow: u64,
+    /// Clients that resumed from a position still held.
+    pub resumed: u64,
+    /// Clients told that their position was no longer held.
+    pub not_recovered: u64,
 }
 
 /// Discovery from an OpenFaaS gateway as last seen.

@@ -25,6 +25,7 @@ use crate::{
     broker::{BrokerError, EmbeddedBroker},
     config::{self, Config, DeadLetter, discovery::OpenFaasDiscovery},
     discovery::{self, Gateway},
+    edge::Edge,
     function::Functions,
     kafka::{ClientError, Kafka, TopicSpec},
     metrics::Metrics,
@@ -49,6 +50,9 @@ pub enum AppError {
         /// Why.
         why: String,
     },
+    /// The public listener could not start.
+    #[error(transparent)]
+    Edge(#[from] crate::edge::EdgeError),
     /// The admin listener could not be bound.
     #[error("cannot listen on {addr} for the admin endpoints: {source}")]
     AdminListen {
@@ -93,6 +97,8 @@ pub struct Running {
     discovered: Vec<config::Trigger>,
     /// Reload requests from the admin API.
     reloads: mpsc::Receiver<ReloadAsk>,
+    /// The public listener: ingress, streams, static files.
+    edge: Option<Edge>,
     grace: Duration,
 }
 
@@ -172,6 +178,28 @@ pub fn topic_spec(config: &Config, topic: &config::TopicConfig) -> TopicSpec {
     }
 }
 
+/// Topics open to ingress and streamed, created like declared topics when missing.
+fn edge_topics(config: &Config) -> Vec<TopicSpec> {
+    let mut names: Vec<&str> = config
+        .ingress
+        .iter()
+        .flat_map(|i| i.topics.iter().map(|t| t.name.as_str()))
+        .chain(config.streams.iter().map(|s| s.topic.as_str()))
+        .filter(|name| !config.topics.iter().any(|t| t.name == *name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| TopicSpec {
+            name: name.to_owned(),
+            partitions: config.embedded.default_partitions,
+            replication: 1,
+            config: Default::default(),
+        })
+        .collect()
+}
+
 /// Dead-letter and reply topics the triggers write to, created like declared topics when
 /// missing.
 fn output_topics(config: &Config, triggers: &[config::Trigger]) -> Vec<TopicSpec> {
@@ -212,6 +240,11 @@ impl Running {
         } else {
             None
         };
+        let edge_settings = config.edge().filter(|_| options.triggers);
+        let edge_listener = match &edge_settings {
+            Some(settings) => Some(crate::edge::bind(settings).await?),
+            None => None,
+        };
 
         let (broker, bootstrap) = match &config.kafka.bootstrap_servers {
             None => {
@@ -224,6 +257,7 @@ impl Running {
         let kafka = Kafka::new(bootstrap.clone(), config.kafka.client.clone());
         kafka.ping().await?;
         kafka.ensure_topics(&topic_specs(config)).await?;
+        kafka.ensure_topics(&edge_topics(config)).await?;
 
         let metrics = Arc::new(Metrics::new());
         let state = Arc::new(AdminState::new(
@@ -280,6 +314,7 @@ impl Running {
             discovery: None,
             discovered: Vec::new(),
             reloads,
+            edge: None,
             grace: options.grace,
         };
         if running.functions.is_some() {
@@ -293,7 +328,21 @@ impl Running {
             }
         }
 
+        if let (Some(listener), Some(settings)) = (edge_listener, &edge_settings) {
+            let edge = Edge::start(
+                listener,
+                settings,
+                &config.streams,
+                &running.kafka,
+                running.state.clone(),
+                running.cancel.clone(),
+            )?;
+            edge.ready(Duration::from_secs(10)).await;
+            running.edge = Some(edge);
+        }
+
         let poller = status::Poller {
+            edge: running.edge.as_ref().map(Edge::view),
             kafka: running.kafka.clone(),
             declared: status::declared_topics(config),
             triggers: watched_views,
@@ -317,6 +366,7 @@ impl Running {
         info!(
             bootstrap = %bootstrap,
             admin = ?running.admin_addr.map(|a| format!("http://{a}")),
+            public = ?running.edge_addr().map(|a| format!("http://{a}")),
             topics = config.topics.len(),
             "sluice is up."
         );
@@ -404,6 +454,8 @@ impl Running {
             ("kafka", old.kafka == config.kafka),
             ("embedded", old.embedded == config.embedded),
             ("admin", old.admin == config.admin),
+            ("ingress", old.ingress == config.ingress),
+            ("streams", old.streams == config.streams),
         ]
         .into_iter()
         .filter(|(_, same)| !same)
@@ -424,6 +476,8 @@ impl Running {
         kept.kafka = self.config.kafka.clone();
         kept.embedded = self.config.embedded.clone();
         kept.admin = self.config.admin.clone();
+        kept.ingress = self.config.ingress.clone();
+        kept.streams = self.config.streams.clone();
         let functions = kept.functions.clone();
         let discovery_changed = self.config.discovery != kept.discovery;
         self.config = kept;
@@ -451,6 +505,11 @@ impl Running {
     /// The bootstrap servers clients should use.
     pub fn bootstrap(&self) -> &str {
         self.kafka.bootstrap()
+    }
+
+    /// The public listener's address, when it runs.
+    pub fn edge_addr(&self) -> Option<SocketAddr> {
+        self.edge.as_ref().map(Edge::addr)
     }
 
     /// The admin listener's address, when it runs.
@@ -491,6 +550,11 @@ impl Running {
         }
         if let Some(discovery) = self.discovery.take() {
             discovery.stop().await;
+        }
+        if let Some(edge) = self.edge.take()
+            && tokio::time::timeout(grace, edge.stopped()).await.is_err()
+        {
+            warn!("The public listener's connections did not close within the grace period.");
         }
         // The triggers are done with these clients; they go before the broker they talk to.
         drop(self.producer.take());

@@ -137,6 +137,9 @@ pub struct UpArgs {
     /// Address of the admin endpoints.
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
+    /// Address of the public listener (ingress, streams, static files).
+    #[arg(long, value_name = "ADDR")]
+    pub public_listen: Option<SocketAddr>,
     /// Reload whenever the config file changes (checked every second).
     #[arg(long)]
     pub watch: bool,
@@ -254,29 +257,28 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Validate => Ok(()),
         Command::Up(args) => {
-            let mut config = apply_broker_args(config, &args.broker);
-            if let Some(addr) = args.admin_listen {
-                config.admin.listen = addr;
-            }
-            if let Some(bootstrap) = &cli.bootstrap {
-                config.kafka.bootstrap_servers = Some(bootstrap.clone());
-            }
+            let overrides = |config: Config| {
+                let mut config = apply_broker_args(config, &args.broker);
+                if let Some(addr) = args.admin_listen {
+                    config.admin.listen = addr;
+                }
+                if let Some(addr) = args.public_listen
+                    && config.edge().is_some()
+                {
+                    config.ingress.get_or_insert_with(Default::default).listen = addr;
+                }
+                if let Some(bootstrap) = &cli.bootstrap {
+                    config.kafka.bootstrap_servers = Some(bootstrap.clone());
+                }
+                config
+            };
+            let config = overrides(config);
             let options = RunOptions {
                 admin: true,
                 triggers: true,
                 grace: args.broker.grace,
             };
-            let reread = || {
-                let mut config =
-                    apply_broker_args(load_config(cli.config.as_deref())?, &args.broker);
-                if let Some(addr) = args.admin_listen {
-                    config.admin.listen = addr;
-                }
-                if let Some(bootstrap) = &cli.bootstrap {
-                    config.kafka.bootstrap_servers = Some(bootstrap.clone());
-                }
-                Ok(config)
-            };
+            let reread = || Ok(overrides(load_config(cli.config.as_deref())?));
             let watch = if args.watch {
                 Some(
                     cli.config

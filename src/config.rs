@@ -15,6 +15,7 @@ use url::Url;
 
 mod de;
 pub mod discovery;
+pub mod edge;
 mod function;
 mod path;
 mod resolve;
@@ -177,6 +178,10 @@ pub struct Config {
     pub triggers: Vec<Trigger>,
     /// Functions found on an OpenFaaS gateway, each bound to the topics it lists.
     pub discovery: Option<discovery::OpenFaasDiscovery>,
+    /// HTTP into topics on the public listener; set when the section is written.
+    pub ingress: Option<edge::Ingress>,
+    /// Topics streamed to browsers on the public listener.
+    pub streams: Vec<edge::Stream>,
 }
 
 impl Default for Config {
@@ -190,6 +195,8 @@ impl Default for Config {
             functions: BTreeMap::new(),
             triggers: Vec::new(),
             discovery: None,
+            ingress: None,
+            streams: Vec::new(),
         }
     }
 }
@@ -198,6 +205,16 @@ impl Config {
     /// True when sluice runs its own broker, i.e. no Kafka servers are configured.
     pub fn is_embedded(&self) -> bool {
         self.kafka.bootstrap_servers.is_none()
+    }
+
+    /// The public listener's settings when anything is served on it (ingress, streams or
+    /// static files).
+    pub fn edge(&self) -> Option<edge::Ingress> {
+        match (&self.ingress, self.streams.is_empty()) {
+            (Some(ingress), _) => Some(ingress.clone()),
+            (None, false) => Some(edge::Ingress::default()),
+            (None, true) => None,
+        }
     }
 
     /// The number of partitions for `topic`, falling back to the embedded broker's default.

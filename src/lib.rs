@@ -15,6 +15,9 @@
 //!   per event, `job` programs woken by lag.
 //! - [`backoff`]: the waits between tries that delivery, the runtime and the broker share.
 //! - [`discovery`]: functions that subscribe to topics, read from an OpenFaaS gateway.
+//! - [`edge`]: the public listener: [`ingress`] (HTTP into topics, `ingress/parse.rs`
+//!   reads CloudEvents and plain bodies), [`stream`] (topics out to browsers over WebSocket
+//!   and SSE: a hub per stream, `stream/session.rs` per client), and static files.
 //! - [`app`]: a running sluice; owns the broker, topics, admin listener, triggers, discovery
 //!   and the status poller, and reconciles what runs with a reloaded config
 //!   (`app/triggers.rs`).
@@ -33,12 +36,15 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod discovery;
+pub mod edge;
 pub mod event;
 pub mod filter;
 pub mod function;
+pub mod ingress;
 pub mod kafka;
 pub mod metrics;
 pub mod shutdown;
+pub mod stream;
 pub mod trigger;
 
 /// jemalloc: thread caches that take frees from other threads without contention. Records are

@@ -73,6 +73,31 @@ pub struct InstanceLabels {
     pub state: String,
 }
 
+/// Labels for an ingress topic's events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngressLabels {
+    /// The topic.
+    pub topic: String,
+    /// `stored`, `malformed`, `unauthorized`, `too_large` or `unavailable`.
+    pub outcome: String,
+}
+
+/// Labels for a per-stream series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// The stream's path.
+    pub stream: String,
+}
+
+/// Labels for a stream's resumes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResumeLabels {
+    /// The stream's path.
+    pub stream: String,
+    /// `recovered` or `not_recovered`.
+    pub outcome: String,
+}
+
 /// Labels for a series counted by outcome alone.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -133,6 +158,18 @@ pub struct Metrics {
     pub discovery_reads: Family<OutcomeLabels, Counter>,
     /// Triggers that discovery made, as of its last successful read.
     pub discovered_triggers: Gauge,
+    /// Events that arrived over HTTP, by topic and outcome.
+    pub ingress_events: Family<IngressLabels, Counter>,
+    /// Clients connected to a stream.
+    pub stream_clients: Family<StreamLabels, Gauge>,
+    /// Records sent to a stream's clients.
+    pub stream_messages_out: Family<StreamLabels, Counter>,
+    /// Messages a stream's clients published.
+    pub stream_messages_in: Family<StreamLabels, Counter>,
+    /// Clients closed for falling behind.
+    pub stream_dropped: Family<StreamLabels, Counter>,
+    /// Clients that resumed from a position, by whether their history was still there.
+    pub stream_resumes: Family<ResumeLabels, Counter>,
 }
 
 impl Metrics {
@@ -283,8 +320,50 @@ impl Metrics {
             "Triggers built from the OpenFaaS gateway's function list at its last good read",
             discovered_triggers.clone(),
         );
+        let ingress_events = Family::<IngressLabels, Counter>::default();
+        registry.register(
+            "ingress_events",
+            "Events that arrived over HTTP, by topic and outcome",
+            ingress_events.clone(),
+        );
+        let stream_clients = Family::<StreamLabels, Gauge>::default();
+        registry.register(
+            "stream_clients",
+            "Clients connected to a stream",
+            stream_clients.clone(),
+        );
+        let stream_messages_out = Family::<StreamLabels, Counter>::default();
+        registry.register(
+            "stream_messages_out",
+            "Records sent to a stream's clients",
+            stream_messages_out.clone(),
+        );
+        let stream_messages_in = Family::<StreamLabels, Counter>::default();
+        registry.register(
+            "stream_messages_in",
+            "Messages a stream's clients published",
+            stream_messages_in.clone(),
+        );
+        let stream_dropped = Family::<StreamLabels, Counter>::default();
+        registry.register(
+            "stream_clients_dropped",
+            "Stream clients closed because they fell behind",
+            stream_dropped.clone(),
+        );
+        let stream_resumes = Family::<ResumeLabels, Counter>::default();
+        registry.register(
+            "stream_resumes",
+            "Stream clients that resumed from a position, by whether it was still held",
+            stream_resumes.clone(),
+        );
         Self {
             registry,
+            ingress_events,
+            stream_clients,
+            stream_messages_out,
+            stream_messages_in,
+            stream_dropped,
+            stream_resumes,
             reloads,
             discovery_reads,
             discovered_triggers,

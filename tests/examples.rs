@@ -127,6 +127,8 @@ struct Example {
     daemon: Option<Daemon>,
     bootstrap: String,
     admin: SocketAddr,
+    /// The public listener, when the example has one.
+    public: SocketAddr,
     log: Log,
 }
 
@@ -136,6 +138,7 @@ impl Example {
     async fn start(name: &str, root: &Path, data_dir: &Path) -> Self {
         let broker = free_local_addr().unwrap();
         let admin = free_local_addr().unwrap();
+        let public = free_local_addr().unwrap();
         let config = format!("examples/{name}/sluice.yaml");
         let mut daemon = Daemon::spawn(
             &[
@@ -146,6 +149,8 @@ impl Example {
                 &broker.to_string(),
                 "--admin-listen",
                 &admin.to_string(),
+                "--public-listen",
+                &public.to_string(),
                 "--data-dir",
                 data_dir.to_str().unwrap(),
                 "--log-format",
@@ -160,6 +165,7 @@ impl Example {
             daemon: Some(daemon),
             bootstrap: broker.to_string(),
             admin,
+            public,
             log,
         };
         example
@@ -487,17 +493,28 @@ async fn audit_reports_the_player_past_ten_hits_once() {
     let audit = sluice.function("audit");
     assert_eq!((audit.kind.as_str(), audit.instances), ("command", 0));
 
-    // play.sh's game: mallory hits 12 times, carol 8, alice 5, bob 3, round by round.
+    // play.sh's game, POSTed to the ingress: mallory hits 12 times, carol 8, alice 5, bob 3.
     let players = [("mallory", 12), ("carol", 8), ("alice", 5), ("bob", 3)];
-    let mut hits = Vec::new();
-    for round in 1..=12 {
-        for (player, total) in players {
-            if round <= total {
-                hits.push(record(player, &format!("round {round}")));
-            }
-        }
-    }
-    produce_all(&sluice.bootstrap, "hits", hits).await;
+    let ingress = format!("http://{}", sluice.public);
+    let play = tokio::task::spawn_blocking(move || {
+        Command::new("sh")
+            .arg("examples/audit/play.sh")
+            .env("INGRESS", ingress)
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        play.status.success(),
+        "{}",
+        String::from_utf8_lossy(&play.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&play.stdout).trim(),
+        format!("posted 28 hits to http://{}/topics/hits", sluice.public)
+    );
     sluice
         .wait_until("every hit is audited", || {
             let trigger = sluice.trigger("audit-hits");
@@ -524,6 +541,37 @@ async fn audit_reports_the_player_past_ten_hits_once() {
     );
     let body: Value = serde_json::from_slice(report.payload().unwrap()).unwrap();
     assert_eq!(body, serde_json::json!({"player": "mallory", "hits": 11}));
+    // The report answers mallory's 11th hit, whose CloudEvent id the game chose.
+    assert!(
+        header(report, "sluice-cause")
+            .is_some_and(|id| id.starts_with("game-") && id.ends_with("-mallory-11")),
+        "{:?}",
+        header(report, "sluice-cause")
+    );
+    // The same report, streamed to a browser (SSE, ten records back).
+    let public = sluice.public;
+    let streamed = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(public).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        write!(
+            stream,
+            "GET /cheaters?history=10 HTTP/1.1\r\nHost: {public}\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .unwrap();
+        BufReader::new(stream)
+            .lines()
+            .map(Result::unwrap)
+            .find_map(|line| line.strip_prefix("data: ").map(str::to_owned))
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let streamed: Value = serde_json::from_str(&streamed).unwrap();
+    assert_eq!(streamed["key"], "mallory", "{streamed}");
+    assert_eq!(
+        streamed["value"], r#"{"player": "mallory", "hits": 11}"#,
+        "{streamed}"
+    );
 
     // Each player's hits were counted once each, in order (`ordering: key`).
     let lines = sluice.log.output("audit");

@@ -1,7 +1,8 @@
 """Flags cheaters: counts each player's hits and reports a player once past 10 hits.
 
 Python standard library only. A CloudEvents function over HTTP on $PORT (default 8082):
-each event is one hit, keyed by the player (the record key, in the `ce-key` header). Counts
+each event is one hit, keyed by the player: the record key (the `ce-key` header), or the
+partition key of a hit posted as a CloudEvent (`ce-partitionkey`). Counts
 live in a SQLite file ($AUDIT_DB, default `audit.db`), so any number of instances share
 them. The hit that takes a player past 10 is answered 200 with a `com.example.cheater`
 CloudEvent; every other hit is answered 204 with no body.
@@ -97,7 +98,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         self.rfile.read(length)
-        key = self.headers.get("ce-key")
+        key = self.headers.get("ce-key") or self.headers.get("ce-partitionkey")
         if key is None:
             say("hit without a player key: rejected")
             body = b"a hit needs the player as its key\n"

@@ -49,9 +49,21 @@ impl TriggerView {
     }
 }
 
-/// The config's declared topics, reported whether or not a trigger reads them.
+/// The config's declared topics, and those open to ingress or streamed, reported whether or
+/// not a trigger reads them.
 pub fn declared_topics(config: &Config) -> Vec<String> {
-    config.topics.iter().map(|t| t.name.clone()).collect()
+    let mut names: Vec<String> = config.topics.iter().map(|t| t.name.clone()).collect();
+    let edge = config
+        .ingress
+        .iter()
+        .flat_map(|i| i.topics.iter().map(|t| &t.name))
+        .chain(config.streams.iter().map(|s| &s.topic));
+    for name in edge {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
 }
 
 /// The topics whose state is reported: the declared ones, then those the triggers read.
@@ -76,6 +88,8 @@ pub struct Poller {
     pub triggers: watch::Receiver<Vec<TriggerView>>,
     /// Functions reported, when triggers run.
     pub functions: Option<Arc<Functions>>,
+    /// The public listener, when it runs.
+    pub edge: Option<crate::edge::EdgeView>,
     /// Where the status goes.
     pub state: Arc<AdminState>,
 }
@@ -83,6 +97,10 @@ pub struct Poller {
 impl Poller {
     /// Reads the status once.
     pub async fn refresh(&self) {
+        if let Some(edge) = &self.edge {
+            let status = edge.status();
+            self.state.update_status(|s| s.edge = Some(status));
+        }
         // A copy, so the views are not borrowed across the reads below.
         let triggers = self.triggers.borrow().clone();
         refresh(

@@ -198,6 +198,67 @@ fn render(status: &Status) -> String {
             &rows,
         ));
     }
+    if let Some(edge) = &status.edge {
+        out.push_str(&format!("\npublic listener: http://{}\n", edge.listen));
+        if !edge.ingress.is_empty() {
+            let rows: Vec<Vec<String>> = edge
+                .ingress
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.topic.clone(),
+                        if i.tokens { "yes" } else { "no" }.to_owned(),
+                        i.stored.to_string(),
+                        i.refused.to_string(),
+                        i.unavailable.to_string(),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "INGRESS TOPIC",
+                    "TOKENS",
+                    "STORED",
+                    "REFUSED",
+                    "UNAVAILABLE",
+                ],
+                &rows,
+            ));
+        }
+        if !edge.streams.is_empty() {
+            let rows: Vec<Vec<String>> = edge
+                .streams
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.path.clone(),
+                        s.topic.clone(),
+                        if s.publish { "yes" } else { "no" }.to_owned(),
+                        s.clients.to_string(),
+                        s.messages_out.to_string(),
+                        s.messages_in.to_string(),
+                        s.dropped_slow.to_string(),
+                        s.resumed.to_string(),
+                        s.not_recovered.to_string(),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "STREAM",
+                    "TOPIC",
+                    "PUBLISH",
+                    "CLIENTS",
+                    "SENT",
+                    "PUBLISHED",
+                    "DROPPED SLOW",
+                    "RESUMED",
+                    "NOT RECOVERED",
+                ],
+                &rows,
+            ));
+        }
+    }
     if let Some(discovery) = &status.discovery {
         let state = match (&discovery.error, &discovery.last_read) {
             (Some(err), Some(at)) => format!("READ FAILED, keeping the map of {at}: {err}"),
@@ -267,6 +328,7 @@ mod tests {
             functions: vec![],
             reload: None,
             discovery: None,
+            edge: None,
         };
         let text = render(&status);
         assert_eq!(

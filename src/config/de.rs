@@ -285,6 +285,54 @@ pub(super) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
     deserializer.deserialize_any(DurationVisitor)
 }
 
+/// Parses a size in bytes: a number, or a number with a unit (`B`, `KiB`, `MiB`, `GiB`).
+pub(super) fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    struct SizeVisitor;
+
+    impl Visitor<'_> for SizeVisitor {
+        type Value = usize;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a size such as 1048576, \"512KiB\" or \"1MiB\"")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<usize, E> {
+            let trimmed = text.trim();
+            let split = trimmed
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(trimmed.len());
+            let (digits, unit) = trimmed.split_at(split);
+            let scale: u64 = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" => 1 << 10,
+                "MiB" => 1 << 20,
+                "GiB" => 1 << 30,
+                other => {
+                    return Err(E::custom(format!(
+                        "invalid size {text:?}: unknown unit {other:?}, expected B, KiB, MiB or GiB"
+                    )));
+                }
+            };
+            digits
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| n.checked_mul(scale))
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| E::custom(format!("invalid size {text:?}")))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<usize, E> {
+            usize::try_from(n).map_err(|_| E::custom(format!("invalid size {n}: too large")))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<usize, E> {
+            usize::try_from(n).map_err(|_| E::custom(format!("invalid size {n}")))
+        }
+    }
+
+    deserializer.deserialize_any(SizeVisitor)
+}
+
 /// Parses `IP:port`.
 pub(super) fn socket_addr<'de, D: Deserializer<'de>>(
     deserializer: D,

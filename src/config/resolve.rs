@@ -14,6 +14,7 @@ use super::path::{join_index, join_key};
 use super::yaml::{Document, Mapping, Value};
 
 mod discovery;
+mod edge;
 mod filters;
 mod triggers;
 use super::{
@@ -42,6 +43,10 @@ struct Sections {
     triggers: Option<Value>,
     /// See [`Config::discovery`].
     discovery: Option<Value>,
+    /// See [`Config::ingress`].
+    ingress: Option<Value>,
+    /// See [`Config::streams`].
+    streams: Option<Value>,
 }
 
 /// Builds the configuration and returns it with every problem found; the configuration is
@@ -124,6 +129,12 @@ fn fill(report: &mut Report<'_>, config: &mut Config, sections: Sections) {
     config.triggers.extend(implicit);
     if let Some(value) = &sections.discovery {
         config.discovery = discovery::discovery(report, value);
+    }
+    if let Some(value) = &sections.ingress {
+        config.ingress = edge::ingress(report, value);
+    }
+    if let Some(value) = &sections.streams {
+        config.streams = edge::streams(report, value);
     }
 }
 

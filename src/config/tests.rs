@@ -499,6 +499,7 @@ fn display_lists_each_problem_on_its_own_line() {
     assert_eq!(problems[0].path, "triggers[0].delivery.timeout");
 }
 
+mod edge;
 mod filters;
 mod items;
 mod storage;
