@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the embedded broker's request decoding and dispatch, and the CESQL parser and
-# evaluator, for a bounded time each, and reports executions and crashes.
+# Fuzzes the embedded broker's request decoding and dispatch, the CESQL parser and
+# evaluator, and the ingress's reading of requests, for a bounded time each, and reports
+# executions and crashes.
 #
 #   bash fuzz/run.sh [SECONDS_PER_TARGET]      (default 300)
 #
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${1:-300}
-targets=(request_frames_memory request_frames_sqlite cesql)
+targets=(request_frames_memory request_frames_sqlite cesql ingress)
 
 rustup toolchain list | grep -q '^nightly' || { echo "the nightly toolchain is needed" >&2; exit 2; }
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
@@ -21,6 +22,7 @@ for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "artifacts/$target"
   seeds=seeds
   [ "$target" = cesql ] && seeds=seeds-cesql
+  [ "$target" = ingress ] && seeds=seeds-ingress
   cp -n "$seeds"/* "corpus/$target/" 2>/dev/null || true
   log=$(mktemp)
   set +e

@@ -15,8 +15,8 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{Path, State, rejection::JsonRejection},
-    http::{StatusCode, header},
+    extract::{Path, Query, State, rejection::JsonRejection},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -28,10 +28,17 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    function::FunctionStatus,
+    config::edge::Token,
+    dlq::{self, Matcher},
+    event::EventSettings,
+    function::{FunctionStatus, logbook::LogBook},
+    ingress::{authorize, bearer},
+    kafka::Kafka,
     metrics::Metrics,
     trigger::{Moved, SeekError, SeekTo, TriggerProbe},
 };
+
+mod console;
 
 /// What `POST /api/triggers/{name}/seek` takes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -143,6 +150,9 @@ pub struct Status {
     pub version: String,
     /// Seconds since start.
     pub uptime_seconds: u64,
+    /// When this report was made (ms since the epoch), which rates are computed against.
+    #[serde(default)]
+    pub at_ms: Option<i64>,
     /// The broker sluice uses.
     pub broker: BrokerStatus,
     /// Declared topics and topics that triggers read.
@@ -254,6 +264,58 @@ pub struct TriggerStatus {
     /// Events the trigger's filters did not let through.
     #[serde(default)]
     pub filtered: u64,
+    /// The function it delivers to, when it names one.
+    #[serde(default)]
+    pub function: Option<String>,
+    /// Whether its partitions are paused because it is full.
+    #[serde(default)]
+    pub paused: bool,
+    /// Where its dead letters go.
+    #[serde(default)]
+    pub dead_letter: DeadLetterStatus,
+    /// Where replies go, if anywhere.
+    #[serde(default)]
+    pub reply: Option<String>,
+    /// Each partition it reads: committed offset, high watermark and lag.
+    #[serde(default)]
+    pub partitions: Vec<PartitionStatus>,
+    /// Its settings, as the console's detail panel shows them.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+/// Where a trigger's dead letters go.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum DeadLetterStatus {
+    /// Nowhere: they are dropped.
+    #[default]
+    None,
+    /// To a topic.
+    Topic {
+        /// The topic.
+        topic: String,
+    },
+    /// To a URL.
+    Url {
+        /// The URL.
+        url: String,
+    },
+}
+
+/// One partition a trigger reads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PartitionStatus {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The group's committed offset, when it has one.
+    pub committed: Option<i64>,
+    /// The next offset to be written.
+    pub high: i64,
+    /// Records after the committed offset.
+    pub lag: i64,
 }
 
 /// The broker as last seen.
@@ -282,6 +344,9 @@ pub struct TopicStatus {
     pub partitions: usize,
     /// Records retained.
     pub records: i64,
+    /// Records ever written: the sum of the high watermarks, whose change is the rate in.
+    #[serde(default)]
+    pub high: i64,
 }
 
 /// Shared state behind the admin routes.
@@ -294,9 +359,26 @@ pub struct AdminState {
     not_ready: RwLock<Option<String>>,
     started: Instant,
     /// The running triggers, by name.
-    triggers: RwLock<BTreeMap<String, TriggerProbe>>,
+    triggers: RwLock<BTreeMap<String, AdminTrigger>>,
     /// Where reload requests go, when this process can reload.
     reloads: RwLock<Option<mpsc::Sender<ReloadAsk>>>,
+    /// The Kafka client dead letters are read and redriven with.
+    kafka: RwLock<Option<Kafka>>,
+    /// The function instances' recent output.
+    logbook: RwLock<Option<Arc<LogBook>>>,
+    /// The token mutating calls need, when set.
+    token: Option<Token>,
+}
+
+/// A running trigger as the admin API acts on it.
+#[derive(Debug, Clone)]
+pub struct AdminTrigger {
+    /// Its probe (counts, seek).
+    pub probe: TriggerProbe,
+    /// Its dead-letter topic, when its dead letters go to one.
+    pub dead_letters: Option<String>,
+    /// How it makes events of records, which a redrive's `where` is evaluated over.
+    pub settings: EventSettings,
 }
 
 impl AdminState {
@@ -310,7 +392,39 @@ impl AdminState {
             started: Instant::now(),
             triggers: RwLock::default(),
             reloads: RwLock::default(),
+            kafka: RwLock::default(),
+            logbook: RwLock::default(),
+            token: None,
         }
+    }
+
+    /// Mutating calls (seek, reload, redrive) need `token` from now on.
+    pub fn with_token(mut self, token: Option<Token>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// The Kafka client for dead letters.
+    pub fn set_kafka(&self, kafka: Kafka) {
+        *self.kafka.write().unwrap_or_else(|e| e.into_inner()) = Some(kafka);
+    }
+
+    /// Where the function instances' output is kept.
+    pub fn set_logbook(&self, logbook: Arc<LogBook>) {
+        *self.logbook.write().unwrap_or_else(|e| e.into_inner()) = Some(logbook);
+    }
+
+    fn trigger(&self, name: &str) -> Option<AdminTrigger> {
+        self.triggers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Whether a mutating call may go on.
+    fn may_change(&self, headers: &HeaderMap) -> Result<(), crate::ingress::Refusal> {
+        authorize(self.token.as_slice(), bearer(headers, None))
     }
 
     /// Lets `POST /api/reload` ask for reloads on `requests`.
@@ -330,7 +444,7 @@ impl AdminState {
     }
 
     /// The running triggers that the API may act on.
-    pub fn set_triggers(&self, triggers: BTreeMap<String, TriggerProbe>) {
+    pub fn set_triggers(&self, triggers: BTreeMap<String, AdminTrigger>) {
         *self.triggers.write().unwrap_or_else(|e| e.into_inner()) = triggers;
     }
 
@@ -364,6 +478,15 @@ impl AdminState {
         Ok(())
     }
 
+    /// Whether the broker answered its last look.
+    pub fn broker_reachable(&self) -> bool {
+        self.status
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .broker
+            .reachable
+    }
+
     /// Changes the status report in place.
     pub fn update_status(&self, change: impl FnOnce(&mut Status)) {
         // A panic while holding the lock cannot leave the report half-written in a way that
@@ -380,6 +503,10 @@ impl AdminState {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         status.uptime_seconds = self.started.elapsed().as_secs();
+        status.at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_millis()).ok());
         status
     }
 
@@ -397,7 +524,11 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/triggers/{name}/seek", post(seek))
+        .route("/api/triggers/{name}/dead-letters", get(dead_letters))
+        .route("/api/triggers/{name}/redrive", post(redrive))
         .route("/api/reload", post(reload))
+        .route("/api/logs", get(logs))
+        .merge(console::routes())
         .with_state(state)
 }
 
@@ -449,8 +580,12 @@ fn error(status: StatusCode, error: String) -> Response {
 async fn seek(
     State(state): State<Arc<AdminState>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<SeekRequest>, JsonRejection>,
 ) -> Response {
+    if let Err(refused) = state.may_change(&headers) {
+        return refused.into_response();
+    }
     let request = match body {
         Ok(Json(request)) => request,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
@@ -459,13 +594,7 @@ async fn seek(
         Ok(to) => to,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    let probe = state
-        .triggers
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&name)
-        .cloned();
-    let Some(probe) = probe else {
+    let Some(AdminTrigger { probe, .. }) = state.trigger(&name) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no trigger named {name:?} runs here"),
@@ -515,6 +644,203 @@ async fn reload(State(state): State<Arc<AdminState>>) -> Response {
         ReloadOutcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
     };
     (status, Json(report)).into_response()
+}
+
+/// `?count=N` of the dead-letter calls.
+#[derive(Debug, Deserialize)]
+struct CountQuery {
+    #[serde(default = "default_count")]
+    count: usize,
+}
+
+fn default_count() -> usize {
+    20
+}
+
+/// An error answer: its status and its sentence.
+#[derive(Debug)]
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        error(self.0, self.1)
+    }
+}
+
+/// The trigger and its dead-letter topic, or why there is none.
+fn dead_letter_topic(
+    state: &AdminState,
+    name: &str,
+) -> Result<(AdminTrigger, String, Kafka), Refused> {
+    let Some(trigger) = state.trigger(name) else {
+        return Err(Refused(
+            StatusCode::NOT_FOUND,
+            format!("no trigger named {name:?} runs here"),
+        ));
+    };
+    let Some(topic) = trigger.dead_letters.clone() else {
+        return Err(Refused(
+            StatusCode::CONFLICT,
+            format!("trigger {name} does not send its dead letters to a topic"),
+        ));
+    };
+    let kafka = state
+        .kafka
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(kafka) = kafka else {
+        return Err(Refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Kafka client yet".to_owned(),
+        ));
+    };
+    Ok((trigger, topic, kafka))
+}
+
+/// The last dead letters of a trigger, newest last.
+async fn dead_letters(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    Query(query): Query<CountQuery>,
+) -> Response {
+    let (_, topic, kafka) = match dead_letter_topic(&state, &name) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
+    };
+    match dlq::list(&kafka, &topic, query.count.min(1000)).await {
+        Ok(letters) => Json(serde_json::json!({
+            "trigger": name,
+            "topic": topic,
+            "dead_letters": letters.iter().map(dlq::DeadLetter::to_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}
+
+/// What `POST /api/triggers/{name}/redrive` takes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RedriveRequest {
+    /// The most dead letters to produce back.
+    #[serde(default = "default_count")]
+    pub count: usize,
+    /// `ATTRIBUTE=VALUE` or a CESQL expression the dead letters must match.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+}
+
+/// Produces dead letters back to their source topic.
+async fn redrive(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RedriveRequest>, JsonRejection>,
+) -> Response {
+    if let Err(refused) = state.may_change(&headers) {
+        return refused.into_response();
+    }
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, rejection.body_text()),
+    };
+    let matcher = match request
+        .filter
+        .as_deref()
+        .filter(|w| !w.trim().is_empty())
+        .map(Matcher::parse)
+    {
+        None => None,
+        Some(Ok(matcher)) => Some(matcher),
+        Some(Err(why)) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    let (trigger, topic, kafka) = match dead_letter_topic(&state, &name) {
+        Ok(found) => found,
+        Err(refused) => return refused.into_response(),
+    };
+    match dlq::redrive(
+        &kafka,
+        &name,
+        &topic,
+        request.count,
+        matcher.as_ref(),
+        &trigger.settings,
+    )
+    .await
+    {
+        Ok(done) => Json(done).into_response(),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}
+
+/// `?function=F&follow=true&tail=N` of `/api/logs`.
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    #[serde(default)]
+    function: Option<String>,
+    #[serde(default)]
+    follow: bool,
+    #[serde(default = "default_tail")]
+    tail: usize,
+}
+
+fn default_tail() -> usize {
+    100
+}
+
+/// The function instances' output lines, one JSON object a line; with `follow`, the
+/// answer goes on with new lines until the client leaves.
+async fn logs(State(state): State<Arc<AdminState>>, Query(query): Query<LogsQuery>) -> Response {
+    let book = state
+        .logbook
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let Some(book) = book else {
+        return error(
+            StatusCode::CONFLICT,
+            "this sluice runs no functions".to_owned(),
+        );
+    };
+    let line = |l: &crate::function::logbook::LogLine| {
+        let mut text = serde_json::to_vec(l).unwrap_or_default();
+        text.push(b'\n');
+        bytes::Bytes::from(text)
+    };
+    // Subscribed before the recent lines are read, so nothing falls between them.
+    let live = query.follow.then(|| book.follow());
+    let recent: Vec<bytes::Bytes> = book
+        .recent(query.function.as_deref(), query.tail)
+        .iter()
+        .map(line)
+        .collect();
+    let head = futures::stream::iter(recent.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let body = match live {
+        None => axum::body::Body::from_stream(head),
+        Some(receiver) => {
+            let function = query.function.clone();
+            let tail = futures::stream::unfold(receiver, move |mut receiver| {
+                let function = function.clone();
+                async move {
+                    loop {
+                        match receiver.recv().await {
+                            Ok(l) if function.as_deref().is_none_or(|f| f == l.function) => {
+                                return Some((Ok(line(&l)), receiver));
+                            }
+                            Ok(_) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                                let note = format!("{{\"missed\":{missed}}}\n");
+                                return Some((Ok(bytes::Bytes::from(note)), receiver));
+                            }
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                        }
+                    }
+                }
+            });
+            axum::body::Body::from_stream(futures::StreamExt::chain(head, tail))
+        }
+    };
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }
 
 #[cfg(test)]
@@ -581,6 +907,7 @@ mod tests {
                 name: "orders".into(),
                 partitions: 4,
                 records: 7,
+                high: 7,
             });
         });
         state.metrics().broker_up.set(1);

@@ -53,6 +53,11 @@ pub enum AppError {
     /// The public listener could not start.
     #[error(transparent)]
     Edge(#[from] crate::edge::EdgeError),
+    /// The admin listener would be reachable from other hosts without a token.
+    #[error(
+        "the admin listener on {0} is reachable from other hosts: set admin.token, which seek, reload and redrive then need"
+    )]
+    AdminToken(SocketAddr),
     /// The admin listener could not be bound.
     #[error("cannot listen on {addr} for the admin endpoints: {source}")]
     AdminListen {
@@ -229,6 +234,10 @@ fn output_topics(config: &Config, triggers: &[config::Trigger]) -> Vec<TopicSpec
 impl Running {
     /// Starts everything the config describes and returns once it is ready.
     pub async fn start(config: &Config, options: RunOptions) -> Result<Self, AppError> {
+        if options.admin && !config.admin.listen.ip().is_loopback() && config.admin.token.is_none()
+        {
+            return Err(AppError::AdminToken(config.admin.listen));
+        }
         // Bound first so that a taken port fails before the broker starts.
         let admin_listener = if options.admin {
             let addr = config.admin.listen;
@@ -260,36 +269,43 @@ impl Running {
         kafka.ensure_topics(&edge_topics(config)).await?;
 
         let metrics = Arc::new(Metrics::new());
-        let state = Arc::new(AdminState::new(
-            metrics.clone(),
-            Status {
-                version: env!("CARGO_PKG_VERSION").to_owned(),
-                broker: BrokerStatus {
-                    mode: if broker.is_some() {
-                        "embedded"
-                    } else {
-                        "external"
-                    }
-                    .to_owned(),
-                    bootstrap: bootstrap.clone(),
-                    storage: broker.as_ref().map(|b| b.storage().to_string()),
-                    database: broker
-                        .as_ref()
-                        .and_then(|b| b.database())
-                        .map(|p| p.display().to_string()),
-                    reachable: true,
-                    error: None,
+        let state = Arc::new(
+            AdminState::new(
+                metrics.clone(),
+                Status {
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    broker: BrokerStatus {
+                        mode: if broker.is_some() {
+                            "embedded"
+                        } else {
+                            "external"
+                        }
+                        .to_owned(),
+                        bootstrap: bootstrap.clone(),
+                        storage: broker.as_ref().map(|b| b.storage().to_string()),
+                        database: broker
+                            .as_ref()
+                            .and_then(|b| b.database())
+                            .map(|p| p.display().to_string()),
+                        reachable: true,
+                        error: None,
+                    },
+                    ..Status::default()
                 },
-                ..Status::default()
-            },
-        ));
+            )
+            .with_token(config.admin.token.clone()),
+        );
+        state.set_kafka(kafka.clone());
         let cancel = CancellationToken::new();
         let functions = if options.triggers {
+            let logbook = Arc::new(crate::function::logbook::LogBook::default());
+            state.set_logbook(logbook.clone());
             Some(Arc::new(Functions::start(
                 &config.functions,
                 &kafka,
                 &metrics,
                 options.grace,
+                logbook,
             )?))
         } else {
             None

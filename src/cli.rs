@@ -3,7 +3,9 @@
 mod api;
 mod connector;
 mod consume;
+mod dlq;
 mod filter;
+mod logs;
 mod produce;
 mod reload;
 mod status;
@@ -103,6 +105,14 @@ pub enum Command {
     },
     /// Make a running sluice read its config file again and apply it.
     Reload(reload::ReloadArgs),
+    /// A trigger's dead letters: list them, or redrive them to their source topic.
+    Dlq {
+        /// What to do.
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// Print the function instances' output lines from a running sluice, like `stern`.
+    Logs(logs::LogsArgs),
     /// Run as a drop-in for another system's Kafka connector, configured as that one is.
     Connector {
         /// Which connector.
@@ -248,7 +258,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         // With its address given, the running sluice is asked whatever the file here says:
         // the answer lists the problems of the file it reads.
         Command::Reload(reload::ReloadArgs { admin: Some(addr) }) => {
-            return reload::run(*addr).await;
+            return reload::run(*addr, api::token(None)).await;
         }
         // Configured by its environment, as the connector it replaces.
         Command::Connector { command } => return connector::run(command).await,
@@ -311,7 +321,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Topics { command } => topics::run(&cli.kafka(&config), &config, command).await,
         Command::Status(args) => status::run(&config, args).await,
         Command::Triggers { command } => triggers::run(&config, command).await,
-        Command::Reload(args) => reload::run(args.admin.unwrap_or(config.admin.listen)).await,
+        Command::Reload(args) => {
+            reload::run(
+                args.admin.unwrap_or(config.admin.listen),
+                api::token(Some(&config)),
+            )
+            .await
+        }
+        Command::Dlq { command } => dlq::run(&cli.kafka(&config), &config, command).await,
+        Command::Logs(args) => logs::run(&config, args).await,
         Command::Filter { .. } | Command::Connector { .. } => Ok(()),
     }
 }

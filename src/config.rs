@@ -276,23 +276,26 @@ fn default_partitions() -> i32 {
 }
 
 /// The admin and metrics endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     /// Address the admin endpoint listens on.
-    #[serde(default = "default_admin_listen", deserialize_with = "de::socket_addr")]
     pub listen: SocketAddr,
+    /// The bearer token mutating calls (seek, reload, redrive) need; required when the
+    /// listener is not on loopback.
+    pub token: Option<edge::Token>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: default_admin_listen(),
+            token: None,
         }
     }
 }
 
-fn default_admin_listen() -> SocketAddr {
+/// The admin listener's address when none is set.
+pub fn default_admin_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 9464))
 }
 

@@ -224,7 +224,7 @@ async fn produce(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let reachable = shared.state.status().broker.reachable;
+    let reachable = shared.state.broker_reachable();
     shared
         .ingress
         .post(
@@ -304,7 +304,9 @@ async fn subscribe(
                 Err(err) => return start_error(err),
             };
             upgrade
-                .read_buffer_size(4096)
+                // Allocated up front for every connection; a publish larger than this is
+                // read in more steps.
+                .read_buffer_size(1024)
                 .write_buffer_size(0)
                 .max_message_size(WS_MESSAGE_LIMIT)
                 .on_upgrade(move |socket| session::websocket(socket, start, context))

@@ -36,6 +36,10 @@ const CE_KAFKAPARTITION: HeaderName = HeaderName::from_static("ce-knativekafkapa
 const CE_KAFKAOFFSET: HeaderName = HeaderName::from_static("ce-knativekafkaoffset");
 const PREFER: HeaderName = HeaderName::from_static("prefer");
 
+/// W3C trace context: the names of the HTTP headers, Kafka headers and CloudEvents
+/// extension (the distributed-tracing extension) that carry it.
+pub const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
+
 /// A Kafka record, owned, as consumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -90,6 +94,18 @@ pub struct EventSettings {
     pub content_type: String,
 }
 
+impl EventSettings {
+    /// The settings of `trigger`.
+    pub fn of(trigger: &crate::config::Trigger) -> Self {
+        Self {
+            trigger: trigger.name.clone(),
+            source: trigger.source.clone(),
+            event_type: trigger.event_type.clone(),
+            content_type: trigger.content_type.clone(),
+        }
+    }
+}
+
 /// An event ready to be sent over HTTP.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -102,6 +118,15 @@ pub struct Event {
 }
 
 impl Event {
+    /// The W3C trace context the event carries, `traceparent` then `tracestate`, as the
+    /// HTTP headers that go with it.
+    pub fn trace(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
+        self.headers
+            .iter()
+            .filter(|(name, _)| TRACE_CONTEXT.contains(&name.as_str()))
+            .map(|(name, value)| (name.as_str(), value))
+    }
+
     /// Adds an extension attribute (`ce-<name>`) with a text value.
     pub fn push_extension(&mut self, name: &str, value: &str) {
         if let (Ok(name), Ok(value)) = (
@@ -164,6 +189,16 @@ pub fn from_record(record: &Record, settings: &EventSettings) -> Event {
         let value = attribute_value(value, &attribute, &mut encoded);
         push_encoded(&mut headers, &format!("ce-{attribute}"), value);
     }
+    // The record's trace context reaches the function as the W3C headers themselves, as it
+    // does through Knative.
+    for name in TRACE_CONTEXT {
+        if let Some(value) = record
+            .header(name)
+            .and_then(|v| HeaderValue::from_bytes(v).ok())
+        {
+            headers.push((HeaderName::from_static(name), value));
+        }
+    }
     headers.push((CE_KAFKAPARTITION, HeaderValue::from(record.partition)));
     headers.push((CE_KAFKAOFFSET, HeaderValue::from(record.offset)));
     if !encoded.is_empty() {
@@ -198,23 +233,37 @@ fn structured(record: &Record) -> Option<Event> {
     }
     let body = record.value.clone().unwrap_or_default();
     #[derive(serde::Deserialize)]
-    struct Id {
+    struct Head {
         id: String,
+        #[serde(default)]
+        traceparent: Option<String>,
+        #[serde(default)]
+        tracestate: Option<String>,
     }
-    let id = serde_json::from_slice::<Id>(&body)
-        .map(|i| i.id)
-        .unwrap_or_else(|_| format!("partition:{}/offset:{}", record.partition, record.offset));
-    Some(Event {
-        id,
-        headers: vec![
-            (CONTENT_TYPE, HeaderValue::from_bytes(content_type).ok()?),
-            (
-                HeaderName::from_static("prefer"),
-                HeaderValue::from_static("reply"),
-            ),
-        ],
-        body,
-    })
+    let head = serde_json::from_slice::<Head>(&body).ok();
+    let mut headers = vec![
+        (CONTENT_TYPE, HeaderValue::from_bytes(content_type).ok()?),
+        (
+            HeaderName::from_static("prefer"),
+            HeaderValue::from_static("reply"),
+        ),
+    ];
+    let id = match head {
+        Some(head) => {
+            // The distributed-tracing extension, as the W3C headers.
+            for (name, value) in [
+                ("traceparent", head.traceparent),
+                ("tracestate", head.tracestate),
+            ] {
+                if let Some(value) = value.and_then(|v| HeaderValue::try_from(v).ok()) {
+                    headers.push((HeaderName::from_static(name), value));
+                }
+            }
+            head.id
+        }
+        None => format!("partition:{}/offset:{}", record.partition, record.offset),
+    };
+    Some(Event { id, headers, body })
 }
 
 /// Whether a content type is CloudEvents' structured JSON mode; compared in place, as it is
@@ -240,6 +289,12 @@ fn binary_binding(record: &Record) -> Option<Event> {
         if let Some(attribute) = lower.strip_prefix("ce_") {
             if attribute == "id" {
                 id = Some(String::from_utf8_lossy(value).into_owned());
+            }
+            // The distributed-tracing extension also travels as the W3C header itself.
+            if let Some(trace) = TRACE_CONTEXT.iter().find(|t| **t == attribute)
+                && let Ok(value) = HeaderValue::from_bytes(value)
+            {
+                headers.push((HeaderName::from_static(trace), value));
             }
             // The Kafka binding carries UTF-8 text; the HTTP binding wants it percent-encoded.
             if let (Ok(name), Ok(value)) = (

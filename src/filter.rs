@@ -58,6 +58,33 @@ pub enum Filter {
     Attributes(Vec<(String, String)>),
 }
 
+impl Filter {
+    /// The filter as it is written in the config.
+    pub fn to_json(&self) -> Json {
+        let one = |dialect: &str, attribute: &str, value: &str| serde_json::json!({ dialect: { attribute: value } });
+        match self {
+            Self::Exact { attribute, value } => one("exact", attribute, value),
+            Self::Prefix { attribute, value } => one("prefix", attribute, value),
+            Self::Suffix { attribute, value } => one("suffix", attribute, value),
+            Self::All(filters) => {
+                serde_json::json!({ "all": filters.iter().map(Self::to_json).collect::<Vec<_>>() })
+            }
+            Self::Any(filters) => {
+                serde_json::json!({ "any": filters.iter().map(Self::to_json).collect::<Vec<_>>() })
+            }
+            Self::Not(filter) => serde_json::json!({ "not": filter.to_json() }),
+            Self::Cesql(cesql) => serde_json::json!({ "cesql": cesql.text }),
+            Self::Attributes(pairs) => {
+                let attributes: serde_json::Map<String, Json> = pairs
+                    .iter()
+                    .map(|(name, value)| (name.clone(), Json::from(value.as_str())))
+                    .collect();
+                serde_json::json!({ "filter": { "attributes": attributes } })
+            }
+        }
+    }
+}
+
 /// A CESQL filter: the expression as written, and parsed once, at load.
 #[derive(Debug, Clone)]
 pub struct Cesql {
@@ -192,6 +219,11 @@ impl Filters {
     /// Whether there are none: every event passes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The filters in the config's own shape, for the status report.
+    pub fn to_json(&self) -> Json {
+        Json::Array(self.0.iter().map(Filter::to_json).collect())
     }
 
     /// Whether `event` is delivered.

@@ -9,6 +9,7 @@
 pub mod command;
 pub mod exec;
 pub mod job;
+pub mod logbook;
 pub mod process;
 
 use std::{
@@ -29,6 +30,7 @@ use crate::{
 use command::CommandPool;
 use exec::ExecRunner;
 use job::JobRunner;
+use logbook::LogBook;
 
 /// A function that sluice runs and delivers to: a `command` pool or an `exec` runner.
 #[derive(Debug, Clone)]
@@ -60,6 +62,15 @@ pub struct FunctionStatus {
     /// Records the job's group has yet to read.
     #[serde(default)]
     pub lag: Option<i64>,
+    /// Instances stopping.
+    #[serde(default)]
+    pub stopping: usize,
+    /// How long the last cold start took, from an event waiting to an instance ready.
+    #[serde(default)]
+    pub last_cold_start_seconds: Option<f64>,
+    /// Why the function cannot start, while it cannot.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// What runs for one function.
@@ -119,6 +130,7 @@ pub struct Functions {
     entries: RwLock<BTreeMap<String, Entry>>,
     kafka: Kafka,
     grace: Duration,
+    logbook: Arc<LogBook>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -131,11 +143,13 @@ impl Functions {
         kafka: &Kafka,
         metrics: &Metrics,
         grace: Duration,
+        logbook: Arc<LogBook>,
     ) -> Result<Self, ClientError> {
         let this = Self {
             entries: RwLock::default(),
             kafka: kafka.clone(),
             grace,
+            logbook,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         };
@@ -162,13 +176,22 @@ impl Functions {
         let kind = match spec {
             Function::Url(_) => Kind::Url,
             Function::Command(command) => {
-                let pool = Arc::new(CommandPool::new(name, command.clone(), metrics, self.grace));
+                let pool = Arc::new(CommandPool::new(
+                    name,
+                    command.clone(),
+                    metrics,
+                    self.grace,
+                    self.logbook.clone(),
+                ));
                 pool.start(stop.clone());
                 Kind::Command(pool)
             }
-            Function::Exec(exec) => {
-                Kind::Exec(Arc::new(ExecRunner::new(name, exec.clone(), metrics)))
-            }
+            Function::Exec(exec) => Kind::Exec(Arc::new(ExecRunner::new(
+                name,
+                exec.clone(),
+                metrics,
+                self.logbook.clone(),
+            ))),
             Function::Job(job) => {
                 let reader = self.kafka.offsets_reader(&job.group)?;
                 let runner = Arc::new(JobRunner::new(
@@ -177,6 +200,7 @@ impl Functions {
                     self.kafka.bootstrap().to_owned(),
                     reader,
                     metrics,
+                    self.logbook.clone(),
                 ));
                 let handle = self
                     .tasks
@@ -277,6 +301,9 @@ impl Functions {
                         waiting: counts.waiting,
                         cold_starts: counts.cold_starts,
                         lag: None,
+                        stopping: counts.stopping,
+                        last_cold_start_seconds: counts.last_cold_start.map(|d| d.as_secs_f64()),
+                        error: pool.start_error(),
                     }
                 }
                 Kind::Exec(runner) => {
@@ -303,6 +330,11 @@ impl Functions {
             });
         }
         out
+    }
+
+    /// The instances' recent output lines.
+    pub fn logbook(&self) -> &Arc<LogBook> {
+        &self.logbook
     }
 
     /// Process ids of every running instance of `name`.

@@ -13,6 +13,7 @@
 //!   (`pipeline.rs`).
 //! - [`function`]: the function runtime: `command` instances scaled from zero, `exec` runs
 //!   per event, `job` programs woken by lag.
+//! - [`dlq`]: dead letters read back with their reasons, and redriven to their source topic.
 //! - [`backoff`]: the waits between tries that delivery, the runtime and the broker share.
 //! - [`discovery`]: functions that subscribe to topics, read from an OpenFaaS gateway.
 //! - [`edge`]: the public listener: [`ingress`] (HTTP into topics, `ingress/parse.rs`
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod discovery;
+pub mod dlq;
 pub mod edge;
 pub mod event;
 pub mod filter;

@@ -308,6 +308,12 @@ impl Metrics {
             "Config reloads by outcome: applied, refused (the config had errors) or failed",
             reloads.clone(),
         );
+        // Each outcome from 0, so that a refused reload shows as a change, not a new series.
+        for outcome in ["applied", "refused", "failed"] {
+            let _ = reloads.get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            });
+        }
         let discovery_reads = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "discovery_reads",

@@ -271,7 +271,6 @@ impl Hub {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("enable.partition.eof", "false"),
-                ("fetch.wait.max.ms", "10"),
             ])
             .map_err(|err| err.to_string())?;
         let mut next = vec![0; info.partitions.len()];

@@ -443,6 +443,41 @@ async fn figlet_turns_a_name_into_a_banner_reply() {
     let _ = sluice.stop();
 }
 
+/// Opens the console of a running example in headless Chromium and checks that it draws
+/// `nodes` (`kind:name`) without a page error; the screenshot goes to the target directory.
+/// Skipped (with the reason) where Chromium or playwright-core is not installed, but not in
+/// CI.
+fn console_draws(example: &Example, name: &str, nodes: &[&str]) {
+    let installed = Path::new("/usr/bin/chromium").exists()
+        && repo()
+            .join("tests/browser/node_modules/playwright-core")
+            .exists();
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium and tests/browser's playwright-core must be installed in CI (see .ci/run)"
+        );
+        eprintln!("skipped the console check: chromium or playwright-core is not installed");
+        return;
+    }
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("console-{name}.png"));
+    let output = Command::new("node")
+        .arg("tests/browser/console-smoke.mjs")
+        .arg(format!("http://{}/", example.admin))
+        .arg(&shot)
+        .args(nodes)
+        .current_dir(repo())
+        .output()
+        .expect("node runs the console check");
+    assert!(
+        output.status.success(),
+        "the console check failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("{}", String::from_utf8_lossy(&output.stdout).trim());
+}
+
 /// Copies the files of `examples/<name>` into `root/examples/<name>`.
 fn copy_example(name: &str, root: &Path) -> PathBuf {
     let from = repo().join("examples").join(name);
@@ -597,6 +632,20 @@ async fn audit_reports_the_player_past_ten_hits_once() {
         })
         .await;
     assert!(sluice.log.warnings().is_empty(), "{}", sluice.log.tail());
+    tokio::task::block_in_place(|| {
+        console_draws(
+            &sluice,
+            "audit",
+            &[
+                "ingress:hits",
+                "topic:hits",
+                "trigger:audit-hits",
+                "function:audit",
+                "reply:cheaters",
+                "stream:/cheaters",
+            ],
+        );
+    });
     let log = sluice.stop();
     assert_eq!(
         log.count("audit", "Function instance ready."),
@@ -729,6 +778,18 @@ async fn observer_jobs_start_for_lag_consume_exit_when_idle_and_come_back() {
     );
     assert!(sluice.function("payments-consumer").cold_starts > started);
     assert!(sluice.log.warnings().is_empty(), "{}", sluice.log.tail());
+    tokio::task::block_in_place(|| {
+        console_draws(
+            &sluice,
+            "observer",
+            &[
+                "topic:payments",
+                "topic:shipping",
+                "function:payments-consumer",
+                "function:shipping-consumer",
+            ],
+        );
+    });
     let _ = sluice.stop();
 }
 

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::{
-    admin::{AdminState, TopicStatus, TriggerStatus},
+    admin::{AdminState, DeadLetterStatus, PartitionStatus, TopicStatus, TriggerStatus},
     config::{self, Config, InitialOffset},
     function::Functions,
     kafka::{ClientError, Kafka, OffsetsReader},
@@ -16,8 +16,9 @@ use crate::{
     trigger::TriggerProbe,
 };
 
-/// How often topic watermarks are read for `/metrics` and `/api/status`.
-const INTERVAL: Duration = Duration::from_secs(2);
+/// How often topic watermarks are read for `/metrics` and `/api/status`: the console shows
+/// figures at most a second old.
+const INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the status poller needs to know of a running trigger.
 #[derive(Debug, Clone)]
@@ -28,6 +29,33 @@ pub struct TriggerView {
     initial_offset: InitialOffset,
     probe: TriggerProbe,
     offsets: OffsetsReader,
+    function: Option<String>,
+    dead_letter: DeadLetterStatus,
+    reply: Option<String>,
+    config: serde_json::Value,
+}
+
+/// A trigger's settings as the console's detail panel shows them.
+fn settings(config: &config::Trigger) -> serde_json::Value {
+    let duration = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    serde_json::json!({
+        "group": config.effective_group(),
+        "initial_offset": config.initial_offset.as_str(),
+        "ordering": config.ordering.as_str(),
+        "max_in_flight": config.max_in_flight,
+        "content_type": config.content_type,
+        "source": config.source,
+        "type": config.event_type,
+        "delivery": {
+            "retry": config.delivery.retry,
+            "backoff": config.delivery.backoff.as_str(),
+            "backoff_delay": duration(config.delivery.backoff_delay),
+            "backoff_max": duration(config.delivery.backoff_max),
+            "timeout": duration(config.delivery.timeout),
+        },
+        "filters": config.filters.to_json(),
+        "log_response": config.log_response.as_str(),
+    })
 }
 
 impl TriggerView {
@@ -38,6 +66,19 @@ impl TriggerView {
         kafka: &Kafka,
     ) -> Result<Self, ClientError> {
         let group = config.effective_group();
+        let function = match &config.target {
+            config::Target::Command(name) | config::Target::Exec(name) => Some(name.clone()),
+            config::Target::Url(_) => None,
+        };
+        let dead_letter = match &config.dead_letter {
+            config::DeadLetter::None => DeadLetterStatus::None,
+            config::DeadLetter::Topic(topic) => DeadLetterStatus::Topic {
+                topic: topic.clone(),
+            },
+            config::DeadLetter::Url(endpoint) => DeadLetterStatus::Url {
+                url: endpoint.to_string(),
+            },
+        };
         Ok(Self {
             name: config.name.clone(),
             topics: config.topics.clone(),
@@ -45,6 +86,10 @@ impl TriggerView {
             group,
             initial_offset: config.initial_offset,
             probe,
+            function,
+            dead_letter,
+            reply: config.reply.as_ref().map(|r| r.topic.clone()),
+            config: settings(config),
         })
     }
 }
@@ -152,10 +197,12 @@ async fn refresh(
                     .collect();
                 let committed = view.offsets.committed(partitions).await.unwrap_or_default();
                 let mut lag = 0;
+                let mut partition_status = Vec::new();
                 for topic in topics.iter().filter(|t| view.topics.contains(&t.name)) {
                     for p in &topic.partitions {
-                        let behind = match committed.get(&(topic.name.clone(), p.partition)) {
-                            Some(&offset) => p.high - offset.max(p.low),
+                        let at = committed.get(&(topic.name.clone(), p.partition)).copied();
+                        let behind = match at {
+                            Some(offset) => p.high - offset.max(p.low),
                             // Nothing committed yet: a trigger reading from the end has
                             // nothing to catch up on.
                             None if view.initial_offset == InitialOffset::Latest => 0,
@@ -163,6 +210,13 @@ async fn refresh(
                         }
                         .max(0);
                         lag += behind;
+                        partition_status.push(PartitionStatus {
+                            topic: topic.name.clone(),
+                            partition: p.partition,
+                            committed: at,
+                            high: p.high,
+                            lag: behind,
+                        });
                         let _ = metrics
                             .consumer_lag
                             .get_or_create(&LagLabels {
@@ -188,6 +242,12 @@ async fn refresh(
                     dead_lettered: outcomes.dead_lettered,
                     dropped: outcomes.dropped,
                     filtered: outcomes.filtered,
+                    function: view.function.clone(),
+                    paused: counts.paused,
+                    dead_letter: view.dead_letter.clone(),
+                    reply: view.reply.clone(),
+                    partitions: partition_status,
+                    config: view.config.clone(),
                 });
             }
             state.update_status(|status| status.triggers = trigger_status);
@@ -229,6 +289,7 @@ async fn refresh(
                             name: name.clone(),
                             partitions: t.partitions.len(),
                             records: t.records(),
+                            high: t.partitions.iter().map(|p| p.high).sum(),
                         },
                         None => TopicStatus {
                             name: name.clone(),

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use super::{AppError, Changes, Running, output_topics, status::TriggerView};
 use crate::{
+    admin::AdminTrigger,
     config::{self, Function, Target},
     trigger::{self, Trigger, TriggerProbe},
 };
@@ -42,6 +43,18 @@ impl RunningTrigger {
             handle,
             probe,
         }
+    }
+}
+
+/// A running trigger as the admin API acts on it.
+fn admin_trigger(spec: &config::Trigger, probe: &TriggerProbe) -> AdminTrigger {
+    AdminTrigger {
+        probe: probe.clone(),
+        dead_letters: match &spec.dead_letter {
+            config::DeadLetter::Topic(topic) => Some(topic.clone()),
+            config::DeadLetter::None | config::DeadLetter::Url(_) => None,
+        },
+        settings: crate::event::EventSettings::of(spec),
     }
 }
 
@@ -183,7 +196,7 @@ impl Running {
         self.state.set_triggers(
             self.triggers
                 .iter()
-                .map(|(name, t)| (name.clone(), t.probe.clone()))
+                .map(|(name, t)| (name.clone(), admin_trigger(&t.spec, &t.probe)))
                 .collect(),
         );
         let _ = self.views.send_replace(views);

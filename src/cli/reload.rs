@@ -22,9 +22,9 @@ pub struct ReloadArgs {
 
 /// Runs `sluice reload`: exit 0 when the new config runs, 64 when it has errors (then
 /// nothing changed), 1 when applying it failed or sluice cannot be reached.
-pub async fn run(addr: SocketAddr) -> Result<(), CliError> {
+pub async fn run(addr: SocketAddr, token: Option<String>) -> Result<(), CliError> {
     let url = format!("http://{addr}/api/reload");
-    let (status, body) = api::post(&url, Vec::new(), TIMEOUT).await?;
+    let (status, body) = api::post(&url, Vec::new(), TIMEOUT, token.as_deref()).await?;
     let Ok(report) = serde_json::from_slice::<ReloadReport>(&body) else {
         return Err(CliError::Failed(format!(
             "cannot reload: {}",

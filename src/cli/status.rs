@@ -21,23 +21,55 @@ pub struct StatusArgs {
     /// Print the raw JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Redraw every INTERVAL (default 2s) in place, like `watch`, until interrupted.
+    #[arg(
+        long,
+        value_name = "INTERVAL",
+        num_args = 0..=1,
+        default_missing_value = "2s",
+        value_parser = super::parse_duration
+    )]
+    pub watch: Option<Duration>,
 }
 
 /// Runs `sluice status`.
 pub async fn run(config: &Config, args: &StatusArgs) -> Result<(), CliError> {
     let addr = args.admin.unwrap_or(config.admin.listen);
-    let body = fetch(addr).await?;
-    if args.json {
-        println!("{}", String::from_utf8_lossy(&body));
+    let Some(interval) = args.watch else {
+        print!("{}", once(addr, args.json).await?);
         return Ok(());
+    };
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    loop {
+        let _ = tick.tick().await;
+        // A sluice that is away for a moment is shown as such, and watched on.
+        let screen = match once(addr, args.json).await {
+            Ok(screen) => screen,
+            Err(err) => format!("{err}\n"),
+        };
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        // Home, clear the screen, then the tables: redrawn in place.
+        print!(
+            "\x1b[H\x1b[2Jevery {}: sluice status at {addr}, {now}\n\n{screen}",
+            humantime::format_duration(interval)
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    }
+}
+
+/// The status as it is printed: tables, or the JSON.
+async fn once(addr: SocketAddr, json: bool) -> Result<String, CliError> {
+    let body = fetch(addr).await?;
+    if json {
+        return Ok(format!("{}\n", String::from_utf8_lossy(&body)));
     }
     let status: Status = serde_json::from_slice(&body).map_err(|err| {
         CliError::Failed(format!(
             "unexpected answer from http://{addr}/api/status: {err}"
         ))
     })?;
-    print!("{}", render(&status));
-    Ok(())
+    Ok(render(&status))
 }
 
 async fn fetch(addr: SocketAddr) -> Result<bytes::Bytes, CliError> {
@@ -197,6 +229,11 @@ fn render(status: &Status) -> String {
             ],
             &rows,
         ));
+        for f in status.functions.iter() {
+            if let Some(error) = &f.error {
+                out.push_str(&format!("function {} CANNOT START: {error}\n", f.name));
+            }
+        }
     }
     if let Some(edge) = &status.edge {
         out.push_str(&format!("\npublic listener: http://{}\n", edge.listen));
@@ -304,6 +341,7 @@ mod tests {
         let status = Status {
             version: "1.2.3".into(),
             uptime_seconds: 61,
+            at_ms: None,
             broker: BrokerStatus {
                 mode: "embedded".into(),
                 bootstrap: "127.0.0.1:9092".into(),
@@ -317,11 +355,13 @@ mod tests {
                     name: "orders".into(),
                     partitions: 4,
                     records: 12,
+                    high: 12,
                 },
                 TopicStatus {
                     name: "a-much-longer-name".into(),
                     partitions: 0,
                     records: 0,
+                    high: 0,
                 },
             ],
             triggers: vec![],
@@ -357,6 +397,7 @@ mod tests {
                 dead_lettered: 4,
                 dropped: 0,
                 filtered: 7,
+                ..Default::default()
             }],
             ..Status::default()
         };
@@ -392,6 +433,7 @@ mod tests {
                     waiting: 3,
                     cold_starts: 4,
                     lag: None,
+                    ..Default::default()
                 },
                 crate::function::FunctionStatus {
                     name: "payments".into(),

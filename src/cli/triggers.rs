@@ -40,7 +40,8 @@ pub async fn run(config: &Config, command: &TriggersCommand) -> Result<(), CliEr
     let url = format!("http://{addr}/api/triggers/{name}/seek");
     let failed = |err: &dyn std::fmt::Display| CliError::Failed(format!("{url}: {err}"));
     let body = serde_json::to_vec(&SeekRequest { to: to.clone() }).map_err(|e| failed(&e))?;
-    let (status, body) = api::post(&url, body, TIMEOUT).await?;
+    let token = api::token(Some(config));
+    let (status, body) = api::post(&url, body, TIMEOUT, token.as_deref()).await?;
     if !status.is_success() {
         return Err(CliError::Failed(format!(
             "cannot move trigger {name}: {}",

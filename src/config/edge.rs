@@ -85,6 +85,11 @@ impl Token {
         Self { origin, value }
     }
 
+    /// The token itself, for a client to send as `Authorization: Bearer`.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
     /// Whether `offered` is this token, compared in time that does not depend on where
     /// they differ.
     pub fn matches(&self, offered: &[u8]) -> bool {

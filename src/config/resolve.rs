@@ -23,6 +23,21 @@ use super::{
     Ordering, Problem, Reply, Target, TopicConfig, Trigger, UrlFunction,
 };
 
+/// `admin` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    /// See [`AdminConfig::listen`].
+    #[serde(
+        default = "super::default_admin_listen",
+        deserialize_with = "de::socket_addr"
+    )]
+    listen: std::net::SocketAddr,
+    /// See [`AdminConfig::token`]: `{env: NAME}` or `{file: PATH}`.
+    #[serde(default)]
+    token: Option<Value>,
+}
+
 /// The top level, with each section kept as YAML so that sections are checked independently.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,8 +125,24 @@ fn fill(report: &mut Report<'_>, config: &mut Config, sections: Sections) {
         );
         config.embedded = embedded;
     }
-    if let Some(admin) = section::<AdminConfig>(report, sections.admin.as_ref(), "admin") {
-        config.admin = admin;
+    if let Some(raw) = section::<RawAdmin>(report, sections.admin.as_ref(), "admin") {
+        let token = match &raw.token {
+            None | Some(Value::Null) => None,
+            Some(value) => edge::token(report, value, "admin.token"),
+        };
+        config.admin = AdminConfig {
+            listen: raw.listen,
+            token,
+        };
+    }
+    if !config.admin.listen.ip().is_loopback() && config.admin.token.is_none() {
+        report.add(
+            "admin.listen",
+            format!(
+                "the admin listener on {} is reachable from other hosts: set admin.token ({{env: NAME}} or {{file: PATH}}), which seek, reload and redrive then need",
+                config.admin.listen
+            ),
+        );
     }
     if let Some(value) = &sections.topics {
         config.topics = topics(report, value);

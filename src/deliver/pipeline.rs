@@ -24,7 +24,7 @@ use super::{
 use crate::{
     backoff::Backoff,
     config::{self, DeadLetter, Delivery, LogResponse},
-    event::{self, Event, EventSettings, Record, percent_decode},
+    event::{self, Event, EventSettings, Record, TRACE_CONTEXT, percent_decode},
     filter::Filters,
     metrics::TriggerMetrics,
 };
@@ -110,12 +110,7 @@ impl Pipeline {
             reply: trigger.reply.as_ref().map(|r| r.topic.clone()),
             log_response: trigger.log_response,
             filters: trigger.filters.clone(),
-            settings: EventSettings {
-                trigger: trigger.name.clone(),
-                source: trigger.source.clone(),
-                event_type: trigger.event_type.clone(),
-                content_type: trigger.content_type.clone(),
-            },
+            settings: EventSettings::of(trigger),
             invoker: Invoker::new(),
             producer,
             metrics,
@@ -256,7 +251,7 @@ impl Pipeline {
                 Some(Final::Dropped)
             }
             DeadLetter::Topic(topic) => {
-                let headers = self.reason_headers(record, failure, attempts);
+                let headers = self.reason_headers(record, event, failure, attempts);
                 self.produce_acknowledged(
                     topic,
                     record.key.as_deref(),
@@ -310,31 +305,47 @@ impl Pipeline {
         }
     }
 
-    /// The record's own headers, then why it is a dead letter.
-    fn reason_headers(&self, record: &Record, failure: &Failure, attempts: u32) -> OwnedHeaders {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 9);
+    /// The record's own headers, its trace context (when it came as a CloudEvent
+    /// extension), then why it is a dead letter.
+    fn reason_headers(
+        &self,
+        record: &Record,
+        event: &Event,
+        failure: &Failure,
+        attempts: u32,
+    ) -> OwnedHeaders {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 11);
         for (name, value) in &record.headers {
             headers = headers.insert(Header {
                 key: name,
                 value: value.as_deref(),
             });
         }
+        for (name, value) in event.trace() {
+            if record.header(name).is_none() {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(value.as_bytes()),
+                });
+            }
+        }
         let url = self.target.to_string();
         let attempts = attempts.to_string();
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();
-        let reasons: [(&str, &[u8]); 9] = [
-            ("knativeerrorcode", failure.code.as_bytes()),
-            ("knativeerrordest", url.as_bytes()),
-            ("knativeerrordata", &failure.excerpt),
-            ("sluice-error", failure.message.as_bytes()),
-            ("sluice-attempts", attempts.as_bytes()),
-            ("sluice-trigger", self.trigger.as_bytes()),
-            ("sluice-source-topic", record.topic.as_bytes()),
-            ("sluice-source-partition", partition.as_bytes()),
-            ("sluice-source-offset", offset.as_bytes()),
+        // In the order of `dlq::REASONS`, which reads them back.
+        let values: [&[u8]; 9] = [
+            failure.code.as_bytes(),
+            url.as_bytes(),
+            &failure.excerpt,
+            failure.message.as_bytes(),
+            attempts.as_bytes(),
+            self.trigger.as_bytes(),
+            record.topic.as_bytes(),
+            partition.as_bytes(),
+            offset.as_bytes(),
         ];
-        for (key, value) in reasons {
+        for (key, value) in crate::dlq::REASONS.into_iter().zip(values) {
             headers = headers.insert(Header {
                 key,
                 value: Some(value),
@@ -392,6 +403,22 @@ impl Pipeline {
             key: "sluice-cause",
             value: Some(event.id.as_bytes()),
         });
+        // The trace goes on: the function's own trace context when it answered with one,
+        // else the event's.
+        for name in TRACE_CONTEXT {
+            let value = headers.get(name).map(|v| v.as_bytes()).or_else(|| {
+                event
+                    .trace()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.as_bytes())
+            });
+            if let Some(value) = value {
+                out_headers = out_headers.insert(Header {
+                    key: name,
+                    value: Some(value),
+                });
+            }
+        }
         self.produce_acknowledged(
             topic,
             record.key.as_deref(),

@@ -59,7 +59,10 @@ impl Publisher {
         let timeout = DELIVERY_TIMEOUT.as_millis().to_string();
         let producer = kafka.create(&[
             ("acks", "all"),
+            // A retried send is never stored twice.
             ("enable.idempotence", "true"),
+            // Each request waits for its record's acknowledgement: sent at once, batched
+            // only with what is already queued.
             ("linger.ms", "1"),
             ("message.timeout.ms", timeout.as_str()),
         ])?;

@@ -31,6 +31,7 @@ use super::process::{self, Spawn};
 
 mod lease;
 
+use super::logbook::LogBook;
 use crate::{
     backoff::Backoff,
     config::CommandFunction,
@@ -85,6 +86,10 @@ struct State {
     /// Starts that failed so far, and why the last one did.
     start_failures: u64,
     last_failure: Option<String>,
+    /// Whether the last start failed (cleared when an instance gets ready).
+    failing: bool,
+    /// How long the last cold start took.
+    last_cold_start: Option<Duration>,
     closed: bool,
 }
 
@@ -106,7 +111,7 @@ impl State {
 }
 
 /// Figures for `sluice status`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PoolCounts {
     /// Instances ready for events.
     pub ready: usize,
@@ -118,6 +123,10 @@ pub struct PoolCounts {
     pub waiting: usize,
     /// Cold starts so far.
     pub cold_starts: u64,
+    /// Instances stopping.
+    pub stopping: usize,
+    /// How long the last cold start took.
+    pub last_cold_start: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,11 +152,19 @@ pub struct CommandPool {
     tasks: TaskTracker,
     /// How long a stopping instance gets between SIGTERM and SIGKILL.
     grace: Duration,
+    /// Where the instances' output lines are kept.
+    logbook: Arc<LogBook>,
 }
 
 impl CommandPool {
     /// A pool at zero instances (or `min`, once [`CommandPool::start`] runs).
-    pub fn new(name: &str, spec: CommandFunction, metrics: &Metrics, grace: Duration) -> Self {
+    pub fn new(
+        name: &str,
+        spec: CommandFunction,
+        metrics: &Metrics,
+        grace: Duration,
+        logbook: Arc<LogBook>,
+    ) -> Self {
         let labels = FunctionLabels {
             function: name.to_owned(),
         };
@@ -183,6 +200,7 @@ impl CommandPool {
                 .build(connector),
             tasks: TaskTracker::new(),
             grace,
+            logbook,
         }
     }
 
@@ -205,12 +223,20 @@ impl CommandPool {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Why the function cannot start, while its last start failed.
+    pub fn start_error(&self) -> Option<String> {
+        let state = self.lock();
+        state.failing.then(|| state.last_failure.clone()).flatten()
+    }
+
     /// Figures for the status report.
     pub fn counts(&self) -> PoolCounts {
         let state = self.lock();
         PoolCounts {
             ready: state.count(Phase::Ready),
             starting: state.count(Phase::Starting),
+            stopping: state.count(Phase::Stopping),
+            last_cold_start: state.last_cold_start,
             in_flight: state.in_flight(),
             waiting: state.waiting,
             cold_starts: self.metrics.cold_starts.get(),
@@ -282,6 +308,7 @@ impl CommandPool {
             if let Some(why) = failed_start {
                 state.start_failures += 1;
                 state.last_failure = Some(why);
+                state.failing = true;
             } else if state.waiting > 0 || state.in_flight() > 0 || state.live() < self.spec.min {
                 self.scale(&mut state);
             }
@@ -337,6 +364,7 @@ impl CommandPool {
             workdir: self.spec.workdir.as_deref(),
             stdin,
             log_output: true,
+            logbook: &self.logbook,
         });
         let mut child = match spawned {
             Ok(child) => child,
@@ -379,15 +407,17 @@ impl CommandPool {
                 instance.url = Some(url);
                 instance.idle_since = Instant::now();
             }
-            let cold = state.cold_since.take();
+            state.failing = false;
+            let cold = state.cold_since.take().map(|since| since.elapsed());
+            if cold.is_some() {
+                state.last_cold_start = cold;
+            }
             self.publish(&state);
             cold
         };
-        if let Some(since) = cold {
+        if let Some(took) = cold {
             let _ = self.metrics.cold_starts.inc();
-            self.metrics
-                .cold_start_seconds
-                .observe(since.elapsed().as_secs_f64());
+            self.metrics.cold_start_seconds.observe(took.as_secs_f64());
         }
         info!(function = %self.name, instance = id, pid, port, took = ?started.elapsed(), "Function instance ready.");
         self.changed.notify_waiters();

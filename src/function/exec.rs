@@ -4,7 +4,10 @@
 use std::{
     ffi::OsString,
     process::Stdio,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Instant,
 };
 
@@ -18,6 +21,7 @@ use tokio::{
 };
 use tracing::info;
 
+use super::logbook::LogBook;
 use super::process::{self, Spawn};
 use crate::{
     config::ExecFunction,
@@ -58,11 +62,12 @@ pub struct ExecRunner {
     runs: AtomicU64,
     duration: Histogram,
     in_flight: Gauge,
+    logbook: Arc<LogBook>,
 }
 
 impl ExecRunner {
-    /// A runner allowing the function's concurrency.
-    pub fn new(name: &str, spec: ExecFunction, metrics: &Metrics) -> Self {
+    /// A runner allowing the function's concurrency, keeping output lines in `logbook`.
+    pub fn new(name: &str, spec: ExecFunction, metrics: &Metrics, logbook: Arc<LogBook>) -> Self {
         let labels = FunctionLabels {
             function: name.to_owned(),
         };
@@ -73,6 +78,7 @@ impl ExecRunner {
             runs: AtomicU64::new(0),
             duration: metrics.exec_duration.get_or_create(&labels).clone(),
             in_flight: metrics.function_in_flight.get_or_create(&labels).clone(),
+            logbook,
         }
     }
 
@@ -114,6 +120,7 @@ impl ExecRunner {
             workdir: self.spec.workdir.as_deref(),
             stdin: Stdio::piped(),
             log_output: false,
+            logbook: &self.logbook,
         });
         let mut child = match spawned {
             Ok(child) => child,
@@ -177,9 +184,11 @@ impl ExecRunner {
         };
         for line in String::from_utf8_lossy(&output).lines() {
             info!(function = %self.name, instance, stream = "stdout", "{line}");
+            self.logbook.push(&self.name, instance, "stdout", line);
         }
         for line in String::from_utf8_lossy(&errors).lines() {
             info!(function = %self.name, instance, stream = "stderr", "{line}");
+            self.logbook.push(&self.name, instance, "stderr", line);
         }
         if !status.success() {
             return failed(
@@ -239,8 +248,9 @@ async fn read_capped(mut stream: impl AsyncRead + Unpin, limit: usize) -> (Vec<u
     (out, truncated)
 }
 
-/// The environment of one run: the event's attributes as `CE_*`, the record's coordinates as
-/// `KAFKA_*` and each record header as `KAFKA_HEADER_<NAME>`. A value that is not UTF-8 (or
+/// The environment of one run: the event's attributes as `CE_*`, its trace context as
+/// `TRACEPARENT` and `TRACESTATE`, the record's coordinates as `KAFKA_*` and each record
+/// header as `KAFKA_HEADER_<NAME>`. A value that is not UTF-8 (or
 /// holds a NUL byte) is base64-encoded, and `SLUICE_BASE64` lists the variables so encoded.
 pub fn environment(event: &Event, record: &Record) -> Vec<(String, OsString)> {
     let mut env = Vec::with_capacity(12 + record.headers.len());
@@ -270,6 +280,9 @@ pub fn environment(event: &Event, record: &Record) -> Vec<(String, OsString)> {
     }
     if let Some((_, value)) = event.headers.iter().find(|(n, _)| *n == CONTENT_TYPE) {
         put(&mut env, "CE_DATACONTENTTYPE".to_owned(), value.as_bytes());
+    }
+    for (name, value) in event.trace() {
+        put(&mut env, name.to_ascii_uppercase(), value.as_bytes());
     }
     put(&mut env, "KAFKA_TOPIC".to_owned(), record.topic.as_bytes());
     put(

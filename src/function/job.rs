@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::logbook::LogBook;
 use super::process::{self, Spawn};
 use crate::{
     backoff::Backoff,
@@ -59,6 +60,7 @@ pub struct JobRunner {
     reader: OffsetsReader,
     state: Mutex<State>,
     running: Gauge,
+    logbook: Arc<LogBook>,
 }
 
 impl JobRunner {
@@ -69,8 +71,10 @@ impl JobRunner {
         bootstrap: String,
         reader: OffsetsReader,
         metrics: &Metrics,
+        logbook: Arc<LogBook>,
     ) -> Self {
         Self {
+            logbook,
             name: name.to_owned(),
             running: metrics
                 .function_instances
@@ -226,6 +230,7 @@ impl JobRunner {
             workdir: self.spec.workdir.as_deref(),
             stdin: Stdio::null(),
             log_output: true,
+            logbook: &self.logbook,
         })
         .map_err(|err| format!("cannot start {:?}: {err}", self.spec.job[0]))?;
         let pid = child.id();

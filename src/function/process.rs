@@ -7,8 +7,11 @@ use std::{
     io,
     path::Path,
     process::{ExitStatus, Stdio},
+    sync::Arc,
     time::Duration,
 };
+
+use super::logbook::LogBook;
 
 use nix::{
     sys::signal::{Signal, killpg},
@@ -39,6 +42,8 @@ pub struct Spawn<'a> {
     pub stdin: Stdio,
     /// Whether stdout and stderr are logged (`true`) or left to the caller to read.
     pub log_output: bool,
+    /// Where logged lines are also kept, for `sluice logs`.
+    pub logbook: &'a Arc<LogBook>,
 }
 
 /// Starts the process in a new process group, with its output logged when asked.
@@ -74,23 +79,26 @@ pub fn spawn(spec: Spawn<'_>) -> io::Result<Child> {
     let mut child = command.spawn()?;
     if spec.log_output {
         if let Some(stdout) = child.stdout.take() {
-            log_lines(stdout, spec.function, spec.instance, "stdout");
+            log_lines(stdout, spec.function, spec.instance, "stdout", spec.logbook);
         }
         if let Some(stderr) = child.stderr.take() {
-            log_lines(stderr, spec.function, spec.instance, "stderr");
+            log_lines(stderr, spec.function, spec.instance, "stderr", spec.logbook);
         }
     }
     Ok(child)
 }
 
-/// Logs every line of a child's stream with the function's name, until the stream closes.
+/// Logs every line of a child's stream with the function's name, and keeps it in
+/// `logbook`, until the stream closes.
 pub fn log_lines(
     stream: impl AsyncRead + Unpin + Send + 'static,
     function: &str,
     instance: u64,
     name: &'static str,
+    logbook: &Arc<LogBook>,
 ) {
     let function = function.to_owned();
+    let logbook = logbook.clone();
     drop(tokio::spawn(async move {
         let mut lines = BufReader::new(stream);
         let mut line = Vec::new();
@@ -102,6 +110,7 @@ pub fn log_lines(
                     let text = String::from_utf8_lossy(&line);
                     let text = text.trim_end_matches(['\n', '\r']);
                     info!(function = %function, instance, stream = name, "{text}");
+                    logbook.push(&function, instance, name, text);
                 }
             }
         }

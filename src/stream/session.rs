@@ -44,6 +44,9 @@ const BATCH: usize = 64;
 /// Close code for a client dropped for falling behind (application range, 4000-4999).
 pub const CLOSE_SLOW: u16 = 4008;
 
+/// The longest a client is given to take its close frame before its connection is cut.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
 /// Why a client cannot start.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StartError {
@@ -257,7 +260,6 @@ impl Replayer {
                 ("enable.auto.commit", "false"),
                 ("enable.auto.offset.store", "false"),
                 ("enable.partition.eof", "false"),
-                ("fetch.wait.max.ms", "10"),
             ])
             .map_err(|err| err.to_string())?;
         let mut list = TopicPartitionList::new();
@@ -450,8 +452,13 @@ async fn drive(
     context: Context,
 ) {
     let end = session(&mut out, input.as_mut(), &mut start, &context).await;
+    // The frames still queued for the client are not sent any more.
+    drop(start);
     if let End::Close(code, reason) = end {
-        out.close(code, reason).await;
+        // A client that stopped reading never takes the close frame either: without a limit
+        // the session, its socket and its buffers would stay for as long as the client
+        // keeps the connection open.
+        let _ = tokio::time::timeout(CLOSE_LIMIT, out.close(code, reason)).await;
     }
 }
 

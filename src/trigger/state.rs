@@ -112,6 +112,8 @@ pub struct Counts {
     pub in_flight: usize,
     /// Records received and not yet started.
     pub waiting: usize,
+    /// Whether its partitions are paused because it is full.
+    pub paused: bool,
 }
 
 #[derive(Debug, Default)]
@@ -340,6 +342,7 @@ impl Shared {
         Counts {
             in_flight: state.in_flight,
             waiting: state.lanes.waiting(),
+            paused: state.paused,
         }
     }
 

@@ -170,6 +170,21 @@ impl Daemon {
         Self(child)
     }
 
+    /// Starts the binary in the background with its output going to `log` (a file): a
+    /// process that logs a lot would block on a full pipe that nobody reads until it exits.
+    pub fn spawn_logged(args: &[&str], dir: &Path, log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        let child = sluice()
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self(child)
+    }
+
     /// Sends a signal to the process.
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);

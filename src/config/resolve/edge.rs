@@ -239,43 +239,53 @@ fn check_origin(report: &mut Report<'_>, path: &str, origin: &str) {
 
 /// A list of tokens, each read now from where it is kept; one written in the file itself
 /// is refused.
-fn tokens(report: &mut Report<'_>, value: Option<&Value>, path: &str) -> Vec<Token> {
+pub(super) fn tokens(report: &mut Report<'_>, value: Option<&Value>, path: &str) -> Vec<Token> {
     let Some(value) = value else {
         return Vec::new();
     };
     let mut tokens = Vec::new();
     for (index, value) in items(report, value, path).iter().enumerate() {
-        let path = join_index(path, index);
-        if let Value::String(_) | Value::Number(_) = value {
-            report.add(
-                &path,
-                "a token is never read from the config file itself: use `{env: NAME}` or `{file: PATH}`",
-            );
-            continue;
-        }
-        let Some(raw) = item::<RawToken>(report, value, &path, None) else {
-            continue;
-        };
-        let (origin, read) = match (raw.env, raw.file) {
-            (Some(name), None) => (
-                format!("environment variable {name}"),
-                std::env::var(&name).map_err(|_| format!("environment variable {name} is not set")),
-            ),
-            (None, Some(file)) => (
-                format!("file {}", file.display()),
-                std::fs::read_to_string(&file)
-                    .map_err(|err| format!("cannot read {}: {err}", file.display())),
-            ),
-            _ => {
-                report.add(&path, "expected `{env: NAME}` or `{file: PATH}`");
-                continue;
-            }
-        };
-        match read.map(|text| text.trim().to_owned()) {
-            Ok(text) if text.is_empty() => report.add(&path, format!("the {origin} is empty")),
-            Ok(text) => tokens.push(Token::new(origin, text)),
-            Err(why) => report.add(&path, why),
+        if let Some(token) = token(report, value, &join_index(path, index)) {
+            tokens.push(token);
         }
     }
     tokens
+}
+
+/// One token: `{env: NAME}` or `{file: PATH}`, read now.
+pub(super) fn token(report: &mut Report<'_>, value: &Value, path: &str) -> Option<Token> {
+    if let Value::String(_) | Value::Number(_) = value {
+        report.add(
+            path,
+            "a token is never read from the config file itself: use `{env: NAME}` or `{file: PATH}`",
+        );
+        return None;
+    }
+    let raw = item::<RawToken>(report, value, path, None)?;
+    let (origin, read) = match (raw.env, raw.file) {
+        (Some(name), None) => (
+            format!("environment variable {name}"),
+            std::env::var(&name).map_err(|_| format!("environment variable {name} is not set")),
+        ),
+        (None, Some(file)) => (
+            format!("file {}", file.display()),
+            std::fs::read_to_string(&file)
+                .map_err(|err| format!("cannot read {}: {err}", file.display())),
+        ),
+        _ => {
+            report.add(path, "expected `{env: NAME}` or `{file: PATH}`");
+            return None;
+        }
+    };
+    match read.map(|text| text.trim().to_owned()) {
+        Ok(text) if text.is_empty() => {
+            report.add(path, format!("the {origin} is empty"));
+            None
+        }
+        Ok(text) => Some(Token::new(origin, text)),
+        Err(why) => {
+            report.add(path, why);
+            None
+        }
+    }
 }

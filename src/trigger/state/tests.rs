@@ -219,7 +219,8 @@ fn a_panicking_delivery_gives_its_slot_back_and_stays_uncommitted() {
         shared.counts(),
         Counts {
             in_flight: 0,
-            waiting: 2
+            waiting: 2,
+            paused: false,
         }
     );
     // The slot and the partition's lane are free again: the next record starts.
@@ -259,7 +260,8 @@ fn a_revoke_drops_waiting_records_and_commits_what_is_final() {
         shared.counts(),
         Counts {
             in_flight: 1,
-            waiting: 1
+            waiting: 1,
+            paused: false,
         }
     );
     assert_eq!(shared.lock().buffered, 2);
