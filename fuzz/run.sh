@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the embedded broker's request decoding and dispatch, the CESQL parser and
-# evaluator, and the ingress's reading of requests, for a bounded time each, and reports
-# executions and crashes.
+# evaluator, the ingress's reading of requests, the config loader, record → CloudEvent
+# conversion and Retry-After parsing, for a bounded time each, and reports executions and
+# crashes.
 #
 #   bash fuzz/run.sh [SECONDS_PER_TARGET]      (default 300)
 #
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${1:-300}
-targets=(request_frames_memory request_frames_sqlite cesql ingress)
+targets=(request_frames_memory request_frames_sqlite cesql ingress config event retry_after)
 
 rustup toolchain list | grep -q '^nightly' || { echo "the nightly toolchain is needed" >&2; exit 2; }
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
@@ -23,6 +24,9 @@ for target in "${targets[@]}"; do
   seeds=seeds
   [ "$target" = cesql ] && seeds=seeds-cesql
   [ "$target" = ingress ] && seeds=seeds-ingress
+  [ "$target" = config ] && seeds=seeds-config
+  # Built from the fuzzer's own structured input: no seeds.
+  [ "$target" = event ] || [ "$target" = retry_after ] && seeds=/nonexistent
   cp -n "$seeds"/* "corpus/$target/" 2>/dev/null || true
   log=$(mktemp)
   set +e

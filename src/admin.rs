@@ -333,6 +333,36 @@ pub struct BrokerStatus {
     pub reachable: bool,
     /// Why it did not, when it did not.
     pub error: Option<String>,
+    /// The filesystem of the embedded broker's data directory, when it stores there.
+    #[serde(default)]
+    pub disk: Option<DiskStatus>,
+}
+
+/// The filesystem the embedded broker stores on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct DiskStatus {
+    /// The data directory.
+    pub path: String,
+    /// Bytes available to sluice.
+    pub free_bytes: u64,
+    /// The filesystem's size.
+    pub total_bytes: u64,
+    /// Whether it is full: fewer than [`DISK_FULL_BELOW`] bytes available.
+    pub full: bool,
+}
+
+/// The embedded broker's filesystem counts as full below this many available bytes: SQLite
+/// needs room for its write-ahead log before a write can succeed.
+pub const DISK_FULL_BELOW: u64 = 1 << 20;
+
+impl DiskStatus {
+    /// One sentence for logs and `/readyz`.
+    pub fn describe(&self) -> String {
+        format!(
+            "the embedded broker's disk is full: {} bytes free of {} on the filesystem of {}",
+            self.free_bytes, self.total_bytes, self.path
+        )
+    }
 }
 
 /// One topic as last seen.
@@ -475,16 +505,25 @@ impl AdminState {
                 None => "the broker does not answer".to_owned(),
             });
         }
+        if let Some(disk) = status.broker.disk.as_ref().filter(|d| d.full) {
+            return Err(disk.describe());
+        }
         Ok(())
     }
 
-    /// Whether the broker answered its last look.
-    pub fn broker_reachable(&self) -> bool {
-        self.status
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+    /// Why the broker cannot take records now (it did not answer its last look, or its
+    /// disk is full), or `None`.
+    pub fn broker_unavailable(&self) -> Option<String> {
+        let status = self.status.read().unwrap_or_else(|e| e.into_inner());
+        if !status.broker.reachable {
+            return Some("the broker does not answer".to_owned());
+        }
+        status
             .broker
-            .reachable
+            .disk
+            .as_ref()
+            .filter(|d| d.full)
+            .map(DiskStatus::describe)
     }
 
     /// Changes the status report in place.
@@ -896,6 +935,40 @@ mod tests {
             body,
             "not ready: embedded broker stopped after a panic: boom\n"
         );
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_not_ready_and_refuses_records() {
+        let state = Arc::new(AdminState::new(Arc::default(), Status::default()));
+        state.set_ready(true);
+        let disk = |free_bytes| DiskStatus {
+            path: "/data".into(),
+            free_bytes,
+            total_bytes: 8 << 20,
+            full: free_bytes < DISK_FULL_BELOW,
+        };
+        state.update_status(|s| {
+            s.broker.reachable = true;
+            s.broker.disk = Some(disk(4096));
+        });
+        let (code, body) = get(router(state.clone()), "/readyz").await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "not ready: the embedded broker's disk is full: 4096 bytes free of 8388608 on the \
+             filesystem of /data\n"
+        );
+        assert_eq!(
+            state.broker_unavailable().as_deref(),
+            Some(
+                "the embedded broker's disk is full: 4096 bytes free of 8388608 on the \
+                 filesystem of /data"
+            )
+        );
+        state.update_status(|s| s.broker.disk = Some(disk(2 << 20)));
+        let (code, _) = get(router(state.clone()), "/readyz").await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(state.broker_unavailable(), None);
     }
 
     #[tokio::test]

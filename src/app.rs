@@ -289,6 +289,7 @@ impl Running {
                             .map(|p| p.display().to_string()),
                         reachable: true,
                         error: None,
+                        disk: None,
                     },
                     ..Status::default()
                 },
@@ -364,6 +365,11 @@ impl Running {
             triggers: watched_views,
             functions: running.functions.clone(),
             state: running.state.clone(),
+            data_dir: running
+                .broker
+                .as_ref()
+                .and_then(|b| b.database())
+                .and_then(|db| db.parent().map(std::path::Path::to_path_buf)),
         };
         poller.refresh().await;
         let _ = running.tasks.spawn(poller.run(running.cancel.clone()));

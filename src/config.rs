@@ -234,8 +234,9 @@ pub struct KafkaConfig {
     /// Kafka servers to connect to; unset means the embedded broker.
     #[serde(default)]
     pub bootstrap_servers: Option<String>,
-    /// Extra librdkafka client properties.
-    #[serde(default, deserialize_with = "de::string_map")]
+    /// Extra librdkafka client properties; a value may be `{env: NAME}` or `{file: PATH}`,
+    /// read as the config is loaded.
+    #[serde(default, deserialize_with = "de::client_map")]
     pub client: BTreeMap<String, String>,
 }
 

@@ -224,7 +224,7 @@ async fn produce(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let reachable = shared.state.broker_reachable();
+    let unavailable = shared.state.broker_unavailable();
     shared
         .ingress
         .post(
@@ -233,7 +233,7 @@ async fn produce(
             query.get("token").map(String::as_str),
             &headers,
             body,
-            reachable,
+            unavailable,
         )
         .await
 }

@@ -214,7 +214,7 @@ impl Ingress {
         token: Option<&str>,
         headers: &HeaderMap,
         body: HttpBody,
-        broker_reachable: bool,
+        broker_unavailable: Option<String>,
     ) -> Response {
         let Some(open) = self.topics.get(topic) else {
             return answer(
@@ -265,9 +265,9 @@ impl Ingress {
                     .into_response();
             }
         };
-        if !broker_reachable {
+        if let Some(why) = broker_unavailable {
             let _ = open.unavailable.inc();
-            return unavailable("the broker does not answer; nothing was stored".to_owned());
+            return unavailable(format!("{why}; nothing was stored"));
         }
         match parsed {
             Body::One(record) => match self.store(open, topic, &record).await {

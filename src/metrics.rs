@@ -112,6 +112,8 @@ pub struct Metrics {
     registry: Registry,
     /// 1 while the last look at the broker succeeded.
     pub broker_up: Gauge,
+    /// Bytes available on the embedded broker's data directory's filesystem.
+    pub broker_disk_free_bytes: Gauge,
     /// Partitions per topic.
     pub topic_partitions: Family<TopicLabels, Gauge>,
     /// Records retained per topic (high minus low watermark, summed).
@@ -186,6 +188,12 @@ impl Metrics {
             "broker_up",
             "Whether the last look at the Kafka broker succeeded",
             broker_up.clone(),
+        );
+        let broker_disk_free_bytes = Gauge::default();
+        registry.register(
+            "broker_disk_free_bytes",
+            "Bytes available on the filesystem of the embedded broker's data directory",
+            broker_disk_free_bytes.clone(),
         );
         let topic_partitions = Family::<TopicLabels, Gauge>::default();
         registry.register(
@@ -390,6 +398,7 @@ impl Metrics {
             in_flight,
             retrying,
             broker_up,
+            broker_disk_free_bytes,
             topic_partitions,
             topic_records,
             partition_high_watermark,

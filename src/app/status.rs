@@ -1,14 +1,17 @@
 //! The status poller: every few seconds it reads the watched topics' watermarks and each
 //! trigger's committed offsets and counts into `/api/status` and `/metrics`.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, info, warn};
 
 use crate::{
-    admin::{AdminState, DeadLetterStatus, PartitionStatus, TopicStatus, TriggerStatus},
+    admin::{
+        AdminState, DISK_FULL_BELOW, DeadLetterStatus, DiskStatus, PartitionStatus, TopicStatus,
+        TriggerStatus,
+    },
     config::{self, Config, InitialOffset},
     function::Functions,
     kafka::{ClientError, Kafka, OffsetsReader},
@@ -137,11 +140,17 @@ pub struct Poller {
     pub edge: Option<crate::edge::EdgeView>,
     /// Where the status goes.
     pub state: Arc<AdminState>,
+    /// The embedded broker's data directory, when it stores there: its filesystem is
+    /// watched for a full disk.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Poller {
     /// Reads the status once.
     pub async fn refresh(&self) {
+        if let Some(dir) = &self.data_dir {
+            check_disk(dir, &self.state);
+        }
         if let Some(edge) = &self.edge {
             let status = edge.status();
             self.state.update_status(|s| s.edge = Some(status));
@@ -170,6 +179,50 @@ impl Poller {
             }
         }
     }
+}
+
+/// Reads the free space of the data directory's filesystem into the status; a disk that
+/// fills or has room again is logged once.
+fn check_disk(dir: &std::path::Path, state: &AdminState) {
+    let disk = match nix::sys::statvfs::statvfs(dir) {
+        Ok(stat) => {
+            let block = stat.fragment_size();
+            let free_bytes = stat.blocks_available().saturating_mul(block);
+            DiskStatus {
+                path: dir.display().to_string(),
+                free_bytes,
+                total_bytes: stat.blocks().saturating_mul(block),
+                full: free_bytes < DISK_FULL_BELOW,
+            }
+        }
+        Err(err) => {
+            warn!(path = %dir.display(), error = %err, "Cannot read the data directory's free space.");
+            return;
+        }
+    };
+    let mut was_full = false;
+    state.update_status(|s| {
+        was_full = s.broker.disk.as_ref().is_some_and(|d| d.full);
+        s.broker.disk = Some(disk.clone());
+    });
+    match (was_full, disk.full) {
+        (false, true) => error!(
+            path = %disk.path,
+            free_bytes = disk.free_bytes,
+            total_bytes = disk.total_bytes,
+            "The embedded broker's disk is full: producers are refused with KAFKA_STORAGE_ERROR and /readyz answers 503 until space is freed."
+        ),
+        (true, false) => info!(
+            path = %disk.path,
+            free_bytes = disk.free_bytes,
+            "The embedded broker's disk has room again."
+        ),
+        _ => {}
+    }
+    let _ = state
+        .metrics()
+        .broker_disk_free_bytes
+        .set(i64::try_from(disk.free_bytes).unwrap_or(i64::MAX));
 }
 
 /// Reads watermarks of the watched topics and the triggers' committed offsets into the

@@ -138,7 +138,13 @@ fn render(status: &Status) -> String {
         _ => String::new(),
     };
     let health = match (&broker.reachable, &broker.error) {
-        (true, _) => "reachable".to_owned(),
+        (true, _) => match broker.disk.as_ref().filter(|d| d.full) {
+            Some(disk) => format!(
+                "reachable, DISK FULL: {} bytes free of {}",
+                disk.free_bytes, disk.total_bytes
+            ),
+            None => "reachable".to_owned(),
+        },
         (false, Some(err)) => format!("UNREACHABLE: {err}"),
         (false, None) => "UNREACHABLE".to_owned(),
     };
@@ -349,6 +355,7 @@ mod tests {
                 database: Some(".sluice/broker.db".into()),
                 reachable: true,
                 error: None,
+                disk: None,
             },
             topics: vec![
                 TopicStatus {

@@ -396,6 +396,93 @@ pub(super) fn string_map<'de, D: Deserializer<'de>>(
         .collect())
 }
 
+/// A librdkafka property value: text (numbers and booleans count as text), or a secret read
+/// as the config is loaded, `{env: NAME}` or `{file: PATH}`, so that SASL passwords need not
+/// be written in the file.
+struct ClientValue(String);
+
+impl<'de> Deserialize<'de> for ClientValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ClientValueVisitor;
+
+        impl<'de> Visitor<'de> for ClientValueVisitor {
+            type Value = ClientValue;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number or boolean, or {env: NAME} or {file: PATH}")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ClientValue, E> {
+                Ok(ClientValue(v.to_owned()))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<ClientValue, E> {
+                Ok(ClientValue(v.to_string()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ClientValue, E> {
+                Ok(ClientValue(v.to_string()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ClientValue, E> {
+                Ok(ClientValue(v.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<ClientValue, E> {
+                Ok(ClientValue(v.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ClientValue, A::Error> {
+                use serde::de::Error;
+                let Some(kind) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom("expected {env: NAME} or {file: PATH}"));
+                };
+                let read: fn(&str) -> Result<String, String> = match kind.as_str() {
+                    "env" => |name| {
+                        std::env::var(name)
+                            .map_err(|_| format!("environment variable {name} is not set"))
+                    },
+                    "file" => |path| {
+                        std::fs::read_to_string(path)
+                            .map(|text| text.trim_end_matches(['\r', '\n']).to_owned())
+                            .map_err(|err| format!("cannot read {path}: {err}"))
+                    },
+                    other => {
+                        return Err(A::Error::custom(format!(
+                            "unknown secret source {other:?}: expected env or file"
+                        )));
+                    }
+                };
+                let source: String = map.next_value()?;
+                if map.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom(
+                        "expected one of env or file, not both or more",
+                    ));
+                }
+                let value = read(&source).map_err(A::Error::custom)?;
+                Ok(ClientValue(value))
+            }
+        }
+
+        deserializer.deserialize_any(ClientValueVisitor)
+    }
+}
+
+/// librdkafka properties: text, or secrets from the environment or a file.
+pub(super) fn client_map<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = Option::<BTreeMap<String, ClientValue>>::deserialize(deserializer)?;
+    Ok(map
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, value)| (key, value.0))
+        .collect())
+}
+
 /// A list of text, where numbers and booleans count as text (`command: [sleep, 5]`).
 pub(super) fn string_list<'de, D: Deserializer<'de>>(
     deserializer: D,

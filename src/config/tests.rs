@@ -439,6 +439,35 @@ functions:
 }
 
 #[test]
+fn client_properties_may_come_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let text = format!(
+        "kafka:\n  bootstrap_servers: k:9092\n  client:\n    sasl.password: {{file: {}}}\n    sasl.username: {{env: SLUICE_TEST_NOT_SET_ANYWHERE}}\n",
+        secret.display()
+    );
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, r#"kafka.client["sasl.username"]"#);
+    assert!(
+        found[0]
+            .message
+            .contains("environment variable SLUICE_TEST_NOT_SET_ANYWHERE is not set"),
+        "{found:?}"
+    );
+    let text = text.replace("{env: SLUICE_TEST_NOT_SET_ANYWHERE}", "alice");
+    let config = parse(&text, "test.yaml").unwrap();
+    assert_eq!(config.kafka.client["sasl.password"], "s3cret");
+    assert_eq!(config.kafka.client["sasl.username"], "alice");
+    let found = problems("kafka:\n  client:\n    sasl.password: {vault: x}\n");
+    assert!(
+        found[0].message.contains("expected env or file"),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn a_missing_file_is_a_read_error() {
     let path = Path::new("/nonexistent/sluice-config-test/sluice.yaml");
     match load(path) {

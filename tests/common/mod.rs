@@ -1,6 +1,7 @@
 //! Shared helpers for integration tests: free ports, an in-process broker, the built binary.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod function;
 pub mod gateway;
 pub mod postgres;

@@ -635,7 +635,8 @@
     const parts = [b.mode, b.storage].filter(Boolean).join(' · ');
     el.broker.replaceChildren(`${parts}${parts ? ' · ' : ''}`, code(b.bootstrap || '?'));
     el.broker.title = b.database ? `database ${b.database}` : '';
-    el.broker.classList.toggle('down', b.reachable === false);
+    const diskFull = !!(b.disk && b.disk.full);
+    el.broker.classList.toggle('down', b.reachable === false || diskFull);
     el.edgeFact.hidden = !s.edge;
     if (s.edge) el.edge.replaceChildren(code(s.edge.listen || '?'));
     el.uptime.textContent = uptime(s.uptime_seconds);
@@ -644,6 +645,11 @@
       el.brokerBanner.replaceChildren(strong('The broker is unreachable. '),
         `sluice cannot reach ${b.mode === 'embedded' ? 'its embedded broker' : 'the broker'} at `, code(b.bootstrap || '?'),
         `: ${b.error || 'no reason given'}. Nothing is delivered until it is back.`);
+      el.brokerBanner.hidden = false;
+    } else if (diskFull) {
+      el.brokerBanner.replaceChildren(strong('The embedded broker\'s disk is full. '),
+        `${b.disk.free_bytes} bytes free of ${b.disk.total_bytes} on the filesystem of `, code(b.disk.path),
+        '. Producers are refused until space is freed; what is stored is kept.');
       el.brokerBanner.hidden = false;
     } else {
       el.brokerBanner.hidden = true;

@@ -402,6 +402,26 @@ where
     }
 }
 
+impl Error {
+    /// Patched for sluice: whether the storage ran out of space (SQLite's SQLITE_FULL, an
+    /// I/O error of a full device, PostgreSQL's disk_full): Kafka's KAFKA_STORAGE_ERROR,
+    /// which producers retry, instead of UNKNOWN_SERVER_ERROR.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Self::Io(err) => err.kind() == io::ErrorKind::StorageFull,
+            #[cfg(feature = "libsql")]
+            Self::LibSql(err) => {
+                matches!(**err, libsql::Error::SqliteFailure(code, _) if code & 0xff == 13)
+            }
+            #[cfg(feature = "postgres")]
+            Self::TokioPostgres(err) => {
+                err.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL)
+            }
+            _ => false,
+        }
+    }
+}
+
 #[cfg(feature = "libsql")]
 impl From<libsql::Error> for Error {
     fn from(value: libsql::Error) -> Self {

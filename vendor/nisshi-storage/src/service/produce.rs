@@ -195,6 +195,13 @@ impl ProduceService {
                         return self.error(partition.index, error_code);
                     }
 
+                    // Patched for sluice: a full disk is KAFKA_STORAGE_ERROR, as in Kafka;
+                    // producers retry it until space is freed.
+                    Err(otherwise) if otherwise.is_storage_full() => {
+                        warn!(?otherwise);
+                        return self.error(partition.index, ErrorCode::KafkaStorageError);
+                    }
+
                     Err(otherwise) => {
                         warn!(?otherwise);
                         let error = self.error(partition.index, ErrorCode::UnknownServerError);
