@@ -4,14 +4,18 @@ projects from.
 
     python3 bench/scale.py            (after `cargo build --release`)
 
-A `sluice broker` process (SQLite) holds 10 topics of 100 partitions each. Against it, one
+A `sluice broker` process (memory storage unless STORAGE=sqlite) holds 10 topics of 100
+partitions each: the broker runs on the same two cores, and on SQLite it, not sluice, is what
+gives out under the load below. Against it, one
 `sluice up` at a time runs, each measured on its own, next to a baseline `sluice up` with no
 triggers and no functions in the same run:
 
-  baseline     the 10 topics declared, nothing else
+  baseline     the topics declared (10 of 100 partitions, 10 of 1), nothing else
   triggers     100 triggers, 10 per topic, to an nginx that answers 200; idle
-  load         the same 100 triggers while 50,000 records (100 bytes, 5,000 per topic) are
-               produced: 500,000 deliveries
+  narrow       100 triggers, 10 per topic, on 10 more topics of 1 partition each; idle
+               (with `triggers`, it separates a trigger's fixed cost from its partitions')
+  load         the same 100 triggers while 20,000 records (100 bytes, PER_TOPIC=2,000 per
+               topic) are produced: 200,000 deliveries
   functions    1,000 `command` functions at zero, with no triggers
   subscribed   1,000 `command` functions at zero, each subscribed to one of the topics
                (an implicit trigger each), idle
@@ -20,7 +24,7 @@ For each: RSS (VmRSS), threads, open file descriptors, TCP connections to the br
 CPU in cores (ticks from /proc over the measured window). Needs Debian's nginx.
 
 Env: SETTLE (seconds to wait after ready, 20), WINDOW (idle CPU window, 20),
-SKIP (comma-separated scenario names to leave out).
+SKIP (comma-separated scenario names to leave out), STORAGE (memory), PER_TOPIC (2000).
 """
 
 import os
@@ -39,9 +43,13 @@ BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "target", "release", "slui
 SETTLE = int(os.environ.get("SETTLE", "20"))
 WINDOW = int(os.environ.get("WINDOW", "20"))
 SKIP = set(filter(None, os.environ.get("SKIP", "").split(",")))
+STORAGE = os.environ.get("STORAGE", "memory")
+PER_TOPIC = int(os.environ.get("PER_TOPIC", "2000"))
 TOPICS = 10
 PARTITIONS = 100
 TICK = os.sysconf("SC_CLK_TCK")
+# Every sluice started, stopped at the end whatever happens.
+RUNNING = []
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -68,15 +76,16 @@ def get(port, path):
 
 
 def wait_ready(port, limit=300):
+    """Whether sluice answered /readyz with 200 within `limit` seconds."""
     deadline = time.time() + limit
     while time.time() < deadline:
         try:
             if get(port, "/readyz")[0] == 200:
-                return
+                return True
         except OSError:
             pass
         time.sleep(0.2)
-    sys.exit(f"sluice on admin port {port} not ready after {limit} s")
+    return False
 
 
 def ticks(pid):
@@ -140,8 +149,9 @@ class Run:
             cwd=work,
         )
         self.broker_port = broker_port
-        wait_ready(self.admin)
-        self.ready_after = time.time() - self.started
+        RUNNING.append(self.proc)
+        ready = wait_ready(self.admin)
+        self.ready_after = time.time() - self.started if ready else None
 
     def sample(self):
         pid = self.proc.pid
@@ -187,7 +197,7 @@ def main():
         os.makedirs(os.path.join(work, "broker"))
         broker = subprocess.Popen(
             [BIN, "broker", "--listen", f"127.0.0.1:{broker_port}",
-             "--data-dir", os.path.join(work, "broker")],
+             "--data-dir", os.path.join(work, "broker"), "--storage", STORAGE],
             stdout=open(os.path.join(work, "broker.log"), "w"),
             stderr=subprocess.STDOUT,
         )
@@ -219,7 +229,8 @@ http {{
         common = f"""kafka: {{bootstrap_servers: "127.0.0.1:{broker_port}"}}
 admin: {{listen: "ADMIN"}}
 topics:
-""" + "".join(f"  - {{name: topic-{t}, partitions: {PARTITIONS}}}\n" for t in range(TOPICS))
+""" + "".join(f"  - {{name: topic-{t}, partitions: {PARTITIONS}}}\n" for t in range(TOPICS)) \
+            + "".join(f"  - {{name: narrow-{t}, partitions: 1}}\n" for t in range(TOPICS))
         triggers = "triggers:\n" + "".join(
             f"""  - name: t{t}-{j}
     topics: [topic-{t}]
@@ -230,6 +241,7 @@ topics:
             for t in range(TOPICS)
             for j in range(10)
         )
+        narrow = triggers.replace("topics: [topic-", "topics: [narrow-")
         functions = "functions:\n" + "".join(
             f"""  f{i}:
     command: [python3, -m, http.server]
@@ -245,27 +257,28 @@ topics:
             for i in range(1000)
         )
 
-        print(f"scale: sluice {BIN}; broker: sluice broker (sqlite), {TOPICS} topics x "
+        print(f"scale: sluice {BIN}; broker: sluice broker ({STORAGE}), {TOPICS} topics x "
               f"{PARTITIONS} partitions; {os.cpu_count()} cores; idle figures after "
               f"{SETTLE} s settling, CPU over {WINDOW} s")
         rows = []
 
         def row(name, what, figures, ready):
             rows.append((name, what, figures, ready))
-            print(f"{name:<11} {what:<46} ready {ready:5.1f} s  RSS {mib(figures['rss']):>7} MiB  "
+            ready = f"{ready:5.1f} s" if ready is not None else "never"
+            print(f"{name:<11} {what:<46} ready {ready:>7}  RSS {mib(figures['rss']):>7} MiB  "
                   f"threads {figures['threads']:>5}  fds {figures['fds']:>5}  "
                   f"broker conns {figures['conns']:>4}  cpu {figures['cores']:.3f} cores",
                   flush=True)
 
         run = Run(work, "baseline", common, broker_port)
-        row("baseline", "10 topics declared, no triggers", run.idle(), run.ready_after)
+        row("baseline", "20 topics declared, no triggers", run.idle(), run.ready_after)
         run.stop()
 
         if "triggers" not in SKIP:
             run = Run(work, "triggers", common + triggers, broker_port)
             row("triggers", "100 triggers (10 per topic), idle", run.idle(), run.ready_after)
             if "load" not in SKIP:
-                per_topic = 5000
+                per_topic = PER_TOPIC
                 want = per_topic * TOPICS * 10
                 before = delivered(run.admin)
                 pid = run.proc.pid
@@ -278,7 +291,7 @@ topics:
                     for t in range(TOPICS)
                 ]
                 peak = rss(pid)
-                deadline = time.time() + 600
+                deadline = time.time() + 300
                 while time.time() < deadline:
                     peak = max(peak, rss(pid))
                     if delivered(run.admin) - before >= want:
@@ -293,6 +306,11 @@ topics:
                 row("load", f"{want} deliveries in {took:.1f} s ({got / took:,.0f}/s)",
                     figures, 0.0)
                 print(f"{'':<11} peak RSS during the load {mib(peak)} MiB", flush=True)
+            run.stop()
+
+        if "narrow" not in SKIP:
+            run = Run(work, "narrow", common + narrow, broker_port)
+            row("narrow", "100 triggers on 1-partition topics, idle", run.idle(), run.ready_after)
             run.stop()
 
         if "functions" not in SKIP:
@@ -310,8 +328,9 @@ topics:
         base = rows[0][2]
         print()
         for name, _, figures, _ in rows[1:]:
-            n = {"triggers": 100, "load": 100, "functions": 1000, "subscribed": 1000}[name]
-            unit = "trigger" if name in ("triggers", "load") else "function"
+            n = {"triggers": 100, "narrow": 100, "load": 100, "functions": 1000,
+                 "subscribed": 1000}[name]
+            unit = "trigger" if name in ("triggers", "narrow", "load") else "function"
             print(f"{name:<11} over the baseline: {mib(figures['rss'] - base['rss'])} MiB "
                   f"({(figures['rss'] - base['rss']) / n / 1024:.1f} KiB per {unit}), "
                   f"{figures['threads'] - base['threads']} threads "
@@ -319,7 +338,7 @@ topics:
                   f"{figures['conns'] - base['conns']} broker connections, "
                   f"{figures['fds'] - base['fds']} descriptors")
     finally:
-        for p in procs:
+        for p in RUNNING + procs:
             p.terminate()
         for p in procs:
             try:
