@@ -36,6 +36,10 @@ fn main() -> ExitCode {
         LogFormat::Json => builder.json().init(),
     }
 
+    if matches!(cli.command, Command::Up(_) | Command::Broker(_)) {
+        raise_open_file_limit();
+    }
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,5 +59,18 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+/// Raises the open-file soft limit to the hard one: a trigger holds about 16 descriptors
+/// idle and one more per HTTP connection, a stream client one, a broker client one; the
+/// usual soft limit of 1,024 runs out at about 60 triggers.
+fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::debug!(error = %err, soft, hard, "Cannot raise the open-file limit.");
     }
 }

@@ -605,3 +605,38 @@ fn filter_eval_prints_the_value_or_the_error_kind() {
     assert_clean_failure(&output, "error: parse:");
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn up_raises_its_open_file_limit_to_the_hard_limit() {
+    use nix::sys::resource::{Resource, getrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let hard = hard.min(8192);
+    assert!(hard > 256, "the hard open-file limit here is only {hard}");
+    let dir = tempfile::tempdir().unwrap();
+    let broker = free_local_addr().unwrap();
+    let admin = free_local_addr().unwrap();
+    let mut child = std::process::Command::new("prlimit")
+        .arg(format!("--nofile=256:{hard}"))
+        .arg(env!("CARGO_BIN_EXE_sluice"))
+        .args(["up", "--listen", &broker.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prlimit (util-linux) runs");
+    common::wait_for_port(admin, Duration::from_secs(60));
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(numbers, [hard, hard], "{line}");
+}

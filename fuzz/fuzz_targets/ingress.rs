@@ -48,6 +48,9 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         }
     }
     let body = Bytes::copy_from_slice(rest.get(split + 2..).unwrap_or_default());
-    let key = std::str::from_utf8(body.get(..body.len().min(8)).unwrap_or_default()).ok();
-    let _ = parse::parse(&headers, key, body);
+    // A `?key=` taken from the body's first bytes, when they are text.
+    let key = std::str::from_utf8(body.get(..body.len().min(8)).unwrap_or_default())
+        .ok()
+        .map(str::to_owned);
+    let _ = parse::parse(&headers, key.as_deref(), body);
 });
