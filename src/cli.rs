@@ -2,7 +2,7 @@
 
 mod api;
 mod connector;
-mod consume;
+pub(crate) mod consume;
 mod dlq;
 mod filter;
 mod logs;

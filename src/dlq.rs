@@ -141,7 +141,7 @@ impl DeadLetter {
         let _ = object.insert("partition".into(), json!(self.partition));
         let _ = object.insert("offset".into(), json!(self.offset));
         let _ = object.insert("timestamp".into(), json!(self.timestamp));
-        put_bytes(&mut object, "key", self.key.as_deref());
+        crate::cli::consume::put_bytes(&mut object, "key", self.key.as_deref());
         let mut text = Map::new();
         let mut binary = Map::new();
         for (name, value) in &self.headers {
@@ -151,7 +151,10 @@ impl DeadLetter {
                     let _ = text.insert(name.clone(), json!(value));
                 }
                 Err(_) => {
-                    let _ = binary.insert(name.clone(), json!(base64(value)));
+                    let _ = binary.insert(
+                        name.clone(),
+                        json!(base64::engine::general_purpose::STANDARD.encode(value)),
+                    );
                 }
             }
         }
@@ -159,7 +162,7 @@ impl DeadLetter {
         if !binary.is_empty() {
             let _ = object.insert("headers_base64".into(), Value::Object(binary));
         }
-        put_bytes(&mut object, "value", self.value.as_deref());
+        crate::cli::consume::put_bytes(&mut object, "value", self.value.as_deref());
         let r = &self.reason;
         let _ = object.insert(
             "reason".into(),
@@ -192,27 +195,6 @@ impl DeadLetter {
             key: self.key.clone(),
             value: self.value.clone(),
             headers: self.headers.clone(),
-        }
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-fn put_bytes(object: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
-    match bytes.map(std::str::from_utf8) {
-        None => {
-            let _ = object.insert(name.to_owned(), Value::Null);
-        }
-        Some(Ok(text)) => {
-            let _ = object.insert(name.to_owned(), json!(text));
-        }
-        Some(Err(_)) => {
-            let _ = object.insert(
-                format!("{name}_base64"),
-                json!(base64(bytes.unwrap_or_default())),
-            );
         }
     }
 }

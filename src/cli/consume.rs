@@ -261,8 +261,10 @@ fn text_line(message: &BorrowedMessage<'_>) -> String {
     )
 }
 
-/// Puts bytes under `name` as a string, or under `name_base64` when they are not UTF-8.
-fn put_bytes(object: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
+/// Puts bytes under `name` as a string, or under `name_base64` when they are not UTF-8;
+/// null when absent. Records are shown this way everywhere they are JSON: `sluice consume`,
+/// dead letters and stream messages.
+pub(crate) fn put_bytes(object: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
     match bytes {
         None => {
             let _ = object.insert(name.to_owned(), Value::Null);

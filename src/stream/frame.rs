@@ -34,7 +34,7 @@ pub fn members(message: &impl Message) -> Map<String, Value> {
             .to_millis()
             .map_or(Value::Null, Value::from),
     );
-    put_bytes(&mut object, "key", message.key());
+    crate::cli::consume::put_bytes(&mut object, "key", message.key());
     if let Some(headers) = message.headers() {
         let mut text = Map::new();
         let mut binary = Map::new();
@@ -45,7 +45,10 @@ pub fn members(message: &impl Message) -> Map<String, Value> {
                     let _ = text.insert(header.key.to_owned(), Value::from(value));
                 }
                 Err(_) => {
-                    let _ = binary.insert(header.key.to_owned(), Value::from(base64(value)));
+                    let _ = binary.insert(
+                        header.key.to_owned(),
+                        Value::from(base64::engine::general_purpose::STANDARD.encode(value)),
+                    );
                 }
             }
         }
@@ -56,7 +59,7 @@ pub fn members(message: &impl Message) -> Map<String, Value> {
     } else {
         let _ = object.insert("headers".into(), Value::Object(Map::new()));
     }
-    put_bytes(&mut object, "value", message.payload());
+    crate::cli::consume::put_bytes(&mut object, "value", message.payload());
     object
 }
 
@@ -69,28 +72,6 @@ pub fn frame(message: &impl Message, members: &Map<String, Value>, position: Str
         offset: message.offset(),
         position,
         json: Bytes::from(Value::Object(object).to_string()),
-    }
-}
-
-fn base64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// `name` as text when it is UTF-8, else `name_base64`; null when absent.
-fn put_bytes(object: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
-    match bytes.map(std::str::from_utf8) {
-        None => {
-            let _ = object.insert(name.to_owned(), Value::Null);
-        }
-        Some(Ok(text)) => {
-            let _ = object.insert(name.to_owned(), Value::from(text));
-        }
-        Some(Err(_)) => {
-            let _ = object.insert(
-                format!("{name}_base64"),
-                Value::from(base64(bytes.unwrap_or_default())),
-            );
-        }
     }
 }
 

@@ -21,7 +21,7 @@ use rdkafka::{
 use super::{
     Daemon,
     function::{Answer, Function, Received},
-    http_get, wait_for_port,
+    http_get,
 };
 
 /// One delivery a recording function received.
@@ -363,23 +363,6 @@ impl Replica {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-}
-
-/// `sluice broker` on `addr` and `data_dir`, with its output in `log`.
-pub fn broker(data_dir: &Path, addr: SocketAddr, log: &Path) -> Daemon {
-    let daemon = Daemon::spawn_logged(
-        &[
-            "broker",
-            "--listen",
-            &addr.to_string(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ],
-        data_dir,
-        log,
-    );
-    wait_for_port(addr, Duration::from_secs(30));
-    daemon
 }
 
 /// A small deterministic random source for kill points, seeded from the clock and printed

@@ -297,17 +297,32 @@ pub fn spawn_broker(data_dir: &Path) -> (Daemon, SocketAddr) {
 /// of one that was killed.
 pub fn spawn_broker_on(data_dir: &Path, addr: SocketAddr) -> (Daemon, SocketAddr) {
     let daemon = Daemon::spawn(
-        &[
-            "broker",
-            "--listen",
-            &addr.to_string(),
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ],
+        &broker_args(data_dir, addr).each_ref().map(String::as_str),
         data_dir,
     );
     wait_for_port(addr, Duration::from_secs(30));
     (daemon, addr)
+}
+
+/// The same with its output going to `log`, for a broker under a long load.
+pub fn spawn_broker_logged(data_dir: &Path, addr: SocketAddr, log: &Path) -> Daemon {
+    let daemon = Daemon::spawn_logged(
+        &broker_args(data_dir, addr).each_ref().map(String::as_str),
+        data_dir,
+        log,
+    );
+    wait_for_port(addr, Duration::from_secs(30));
+    daemon
+}
+
+fn broker_args(data_dir: &Path, addr: SocketAddr) -> [String; 5] {
+    [
+        "broker".into(),
+        "--listen".into(),
+        addr.to_string(),
+        "--data-dir".into(),
+        data_dir.to_str().unwrap().to_owned(),
+    ]
 }
 
 /// sluice running in this process with its embedded broker, for delivery tests.
