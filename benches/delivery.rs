@@ -8,7 +8,13 @@
 //! (default 3) with the median ratio at the end. In each round the plain client runs right
 //! before and right after sluice and its mean is the baseline. `MODE=unordered`
 //! or `MODE=ordered` runs one of the two; `MODE=filter` measures unordered delivery with a
-//! CESQL filter that passes every record against the same trigger without one. Each phase also prints the process's CPU time per
+//! CESQL filter that passes every record against the same trigger without one; `MODE=batch`
+//! measures batched delivery (`BATCH` events at most, default 1000; the function parses each
+//! batch) against a raw rdkafka consumer draining the same records with a trigger's consumer
+//! settings; `MODE=nginx` delivers unordered to nginx from Debian (a `return 200` on
+//! loopback, one worker) against wrk at 64 connections on the same nginx; `MODE=curve` prints
+//! events/s and CPU per event as partitions, triggers, record size and distinct keys grow
+//! (`bench/curve.py` plots them; `CURVE=bytes,keys` measures only those). Each phase also prints the process's CPU time per
 //! event (user and system, every thread: broker, client, function and sluice).
 
 use std::{
@@ -70,8 +76,20 @@ async fn serve_noop(counter: Counter) -> SocketAddr {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let counter = counter.clone();
                     async move {
-                        let _ = request.into_body().collect().await;
-                        counter.count.fetch_add(1, Ordering::Relaxed);
+                        let batch = request
+                            .headers()
+                            .get(CONTENT_TYPE)
+                            .is_some_and(|t| t == "application/cloudevents-batch+json");
+                        let body = request.into_body().collect().await;
+                        let events = match (batch, body) {
+                            // A batch is parsed whole, as a function would.
+                            (true, Ok(body)) => {
+                                serde_json::from_slice::<Vec<serde_json::Value>>(&body.to_bytes())
+                                    .map_or(0, |events| events.len() as u64)
+                            }
+                            _ => 1,
+                        };
+                        counter.count.fetch_add(events, Ordering::Relaxed);
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
                     }
                 });
@@ -230,15 +248,20 @@ async fn plain_client(url: &str, total: u64, workers: usize, headers: Headers) -
 }
 
 async fn produce(bootstrap: &str, topic: &str, total: u64) {
+    produce_with(bootstrap, topic, total, 100, u64::MAX).await;
+}
+
+/// Produces `total` records of `size` bytes, keyed by their number modulo `keys`.
+async fn produce_with(bootstrap: &str, topic: &str, total: u64, size: usize, keys: u64) {
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "5")
         .create()
         .unwrap();
-    let value = vec![b'x'; 100];
+    let value = vec![b'x'; size];
     let mut pending = Vec::new();
     for n in 0..total {
-        let key = n.to_string();
+        let key = (n % keys).to_string();
         let mut record = FutureRecord::to(topic).key(&key).payload(&value);
         loop {
             match producer.send_result(record) {
@@ -264,6 +287,382 @@ async fn produce(bootstrap: &str, topic: &str, total: u64) {
     tokio::task::spawn_blocking(move || drop(producer))
         .await
         .unwrap();
+}
+
+/// A raw rdkafka consumer draining the topic with a trigger's consumer settings, and doing
+/// nothing else with the records; events/s from the first record to the last.
+async fn raw_drain(bootstrap: &str, topic: &str, total: u64, group: &str) -> Phase {
+    use rdkafka::{
+        Message,
+        consumer::{Consumer, StreamConsumer},
+    };
+    let kafka = Kafka::new(bootstrap, BTreeMap::new());
+    let consumer: StreamConsumer =
+        sluice::trigger::consumer_config(&kafka, group, config::InitialOffset::Earliest)
+            .create()
+            .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    eprintln!("measuring a raw consumer draining {topic}");
+    let mut seen = 0u64;
+    let mut bytes = 0usize;
+    let mut first = None;
+    let mut cpu = cpu_seconds();
+    let started = Instant::now();
+    while seen < total {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {seen} of {total}"
+        );
+        let message = consumer.recv().await.unwrap();
+        if first.is_none() {
+            first = Some(Instant::now());
+            cpu = cpu_seconds();
+        }
+        bytes += message.payload().map_or(0, <[u8]>::len);
+        seen += 1;
+    }
+    let elapsed = first.unwrap_or(started).elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    assert!(bytes > 0);
+    tokio::task::spawn_blocking(move || drop(consumer))
+        .await
+        .unwrap();
+    Phase {
+        rate: total as f64 / elapsed,
+        cpu_us: cpu * 1e6 / total as f64,
+    }
+}
+
+/// nginx from Debian answering 200 to every request, on a free loopback port, with one
+/// worker: the function in another process.
+struct Nginx {
+    child: std::process::Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start() -> Option<Self> {
+        let binary = std::path::Path::new("/usr/sbin/nginx");
+        if !binary.exists() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let addr = free_local_addr().unwrap();
+        let prefix = dir.path().display();
+        let conf = dir.path().join("nginx.conf");
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        std::fs::write(
+            &conf,
+            format!(
+                "\
+daemon off;
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {prefix}/body;
+  proxy_temp_path {prefix}/proxy;
+  fastcgi_temp_path {prefix}/fastcgi;
+  uwsgi_temp_path {prefix}/uwsgi;
+  scgi_temp_path {prefix}/scgi;
+  keepalive_requests 10000000;
+  keepalive_timeout 60s;
+  server {{
+    listen {addr};
+    location / {{ return 200; }}
+  }}
+}}
+"
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(dir.path().join("logs/error.log"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Some(Self { child, addr, dir })
+    }
+
+    /// wrk against it: `connections` connections over 2 threads for `seconds`, POSTing
+    /// 100 bytes with the headers sluice sends; returns requests/s.
+    fn wrk(&self, connections: usize, seconds: u64, headers: &Headers) -> f64 {
+        let script = self.dir.path().join("post.lua");
+        let mut lua = String::from("wrk.method = \"POST\"\nwrk.body = string.rep(\"x\", 100)\n");
+        for (name, value) in headers.iter() {
+            lua.push_str(&format!(
+                "wrk.headers[\"{}\"] = \"{}\"\n",
+                name.as_str(),
+                value.to_str().unwrap_or_default().replace('"', "\\\"")
+            ));
+        }
+        std::fs::write(&script, lua).unwrap();
+        eprintln!("measuring wrk against nginx, {connections} connections");
+        let output = std::process::Command::new("wrk")
+            .args(["-t2", &format!("-c{connections}"), &format!("-d{seconds}s")])
+            .arg("-s")
+            .arg(&script)
+            .arg(format!("http://{}/", self.addr))
+            .output()
+            .expect("wrk (Debian: apt-get install wrk)");
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix("Requests/sec:"))
+            .and_then(|rate| rate.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no rate in wrk's output:\n{text}"))
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master stops its worker, which would outlive it.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs one trigger over a pre-filled topic, delivering to `url` outside this process;
+/// returns events/s from the first delivery to the last, read from sluice's metrics.
+async fn sluice_external(
+    bootstrap: &str,
+    topic: &str,
+    url: &str,
+    round: usize,
+    total: u64,
+) -> Phase {
+    let name = format!("bench-external-{round}");
+    let yaml = format!(
+        "\
+kafka:
+  bootstrap_servers: \"{bootstrap}\"
+triggers:
+  - name: {name}
+    topics: [{topic}]
+    url: {url}
+    initial_offset: earliest
+    ordering: unordered
+    max_in_flight: {IN_FLIGHT}
+    dead_letter: none
+"
+    );
+    let config = config::parse(&yaml, "bench.yaml").unwrap();
+    eprintln!("measuring sluice against {url}");
+    let running = Running::start(
+        &config,
+        RunOptions {
+            admin: false,
+            triggers: true,
+            grace: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let needle = format!("sluice_events_delivered_total{{trigger=\"{name}\"}} ");
+    let delivered = || {
+        running
+            .state()
+            .metrics()
+            .encode()
+            .lines()
+            .find_map(|line| line.strip_prefix(&needle)?.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    let mut first = None;
+    let mut cpu = cpu_seconds();
+    loop {
+        let n = delivered();
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), n));
+            cpu = cpu_seconds();
+        }
+        if n >= total {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {n} of {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (at, from) = first.unwrap_or((started, 0));
+    let elapsed = at.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    running.shutdown(Duration::from_secs(5)).await;
+    Phase {
+        rate: (total - from) as f64 / elapsed,
+        cpu_us: cpu * 1e6 / (total - from) as f64,
+    }
+}
+
+/// Runs `triggers` triggers over one pre-filled topic of `total` records, each delivering
+/// every record to the same no-op function; returns delivered events/s over all of them.
+async fn sluice_triggers(
+    bootstrap: &str,
+    topic: &str,
+    ordering: &str,
+    triggers: usize,
+    total: u64,
+    tag: &str,
+) -> Phase {
+    let function = Counter::default();
+    let addr = serve_noop(function.clone()).await;
+    let mut yaml = format!(
+        "\
+kafka:
+  bootstrap_servers: \"{bootstrap}\"
+  client: {{{client}}}
+triggers:
+",
+        client = std::env::var("CLIENT").unwrap_or_default(),
+    );
+    for n in 0..triggers {
+        yaml.push_str(&format!(
+            "  - name: curve-{tag}-{n}
+    topics: [{topic}]
+    url: http://{addr}/
+    initial_offset: earliest
+    ordering: {ordering}
+    max_in_flight: {IN_FLIGHT}
+    dead_letter: none
+"
+        ));
+    }
+    let config = config::parse(&yaml, "bench.yaml").unwrap();
+    let expected = total * triggers as u64;
+    let started = Instant::now();
+    let running = Running::start(
+        &config,
+        RunOptions {
+            admin: false,
+            triggers: true,
+            grace: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let mut first = None;
+    let mut cpu = cpu_seconds();
+    loop {
+        let n = function.count.load(Ordering::Relaxed);
+        if n > 0 && first.is_none() {
+            first = Some((Instant::now(), n));
+            cpu = cpu_seconds();
+        }
+        if n >= expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "only {n} of {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let (at, from) = first.unwrap_or((started, 0));
+    let elapsed = at.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    running.shutdown(Duration::from_secs(5)).await;
+    Phase {
+        rate: (expected - from) as f64 / elapsed,
+        cpu_us: cpu * 1e6 / (expected - from) as f64,
+    }
+}
+
+/// How cost grows with partitions, triggers, record size and distinct keys: one line of
+/// `curve,<dimension>,<value>,<events/s>,<CPU-us per event>` each, for `bench/curve.py`.
+async fn cost_curve(bootstrap: &str, total: u64) {
+    let kafka = Kafka::new(bootstrap, BTreeMap::new());
+    let create = |name: String, partitions: i32| {
+        let kafka = kafka.clone();
+        async move {
+            kafka
+                .create_topic(&TopicSpec {
+                    name,
+                    partitions,
+                    replication: 1,
+                    config: BTreeMap::new(),
+                })
+                .await
+                .unwrap();
+        }
+    };
+    // CURVE=partitions,bytes (say) measures only those.
+    let only = std::env::var("CURVE").ok();
+    let wanted = |dimension: &str| {
+        only.as_deref()
+            .is_none_or(|only| only.split(',').any(|d| d == dimension))
+    };
+    let report = |dimension: &str, value: u64, phase: &Phase| {
+        println!("{dimension} {value}: {phase}");
+        println!(
+            "curve,{dimension},{value},{:.0},{:.2}",
+            phase.rate, phase.cpu_us
+        );
+    };
+    // Partitions, under partition order: each partition is a lane.
+    for partitions in [1, 4, 16, 64].into_iter().filter(|_| wanted("partitions")) {
+        let topic = format!("curve-partitions-{partitions}");
+        create(topic.clone(), partitions).await;
+        produce(bootstrap, &topic, total).await;
+        let phase = sluice_triggers(bootstrap, &topic, "partition", 1, total, &topic).await;
+        report("partitions", partitions as u64, &phase);
+    }
+    // Triggers on one topic, unordered: each reads every record.
+    if wanted("triggers") {
+        create("curve-triggers".into(), PARTITIONS).await;
+        produce(bootstrap, "curve-triggers", total).await;
+    }
+    for triggers in [1, 4, 16].into_iter().filter(|_| wanted("triggers")) {
+        let phase = sluice_triggers(
+            bootstrap,
+            "curve-triggers",
+            "unordered",
+            triggers,
+            total,
+            &format!("triggers-{triggers}"),
+        )
+        .await;
+        report("triggers", triggers as u64, &phase);
+    }
+    // Record size, unordered; larger records are fewer, at most 256 MiB a topic.
+    for size in [100usize, 1024, 65536]
+        .into_iter()
+        .filter(|_| wanted("bytes"))
+    {
+        let topic = format!("curve-size-{size}");
+        let count = total.min((256 << 20) / size as u64);
+        create(topic.clone(), PARTITIONS).await;
+        produce_with(bootstrap, &topic, count, size, u64::MAX).await;
+        let phase = sluice_triggers(bootstrap, &topic, "unordered", 1, count, &topic).await;
+        report("bytes", size as u64, &phase);
+    }
+    // Distinct keys under key order.
+    for keys in [10u64, 1000, 100_000]
+        .into_iter()
+        .filter(|_| wanted("keys"))
+    {
+        let topic = format!("curve-keys-{keys}");
+        create(topic.clone(), PARTITIONS).await;
+        produce_with(bootstrap, &topic, total, 100, keys).await;
+        let phase = sluice_triggers(bootstrap, &topic, "key", 1, total, &topic).await;
+        report("keys", keys, &phase);
+    }
 }
 
 /// Runs one trigger over a pre-filled topic; returns events/s from start to the last one.
@@ -447,6 +846,75 @@ fn main() {
                 "CESQL filter: median ratio {} against no filter, over {rounds} rounds; target 0.95",
                 summary(ratios)
             );
+            broker.shutdown().await;
+            return;
+        }
+        if mode == Some("curve") {
+            cost_curve(&bootstrap, total).await;
+            broker.shutdown().await;
+            return;
+        }
+        if mode == Some("nginx") {
+            // The function in another process: nginx answering 200, against wrk at 64
+            // connections on the same nginx, measured before and after sluice in each round.
+            let Some(nginx) = Nginx::start() else {
+                println!("nginx is not installed (Debian: apt-get install nginx wrk)");
+                broker.shutdown().await;
+                return;
+            };
+            let url = format!("http://{}/", nginx.addr);
+            let seconds = 10;
+            let mut ratios = Vec::new();
+            for round in 1..=rounds {
+                let before = nginx.wrk(IN_FLIGHT, seconds, &full);
+                let ours = sluice_external(&bootstrap, "unordered", &url, round, total).await;
+                let after = nginx.wrk(IN_FLIGHT, seconds, &full);
+                let wrk = (before + after) / 2.0;
+                println!(
+                    "round {round}: unordered to nginx: sluice {ours} (sluice's process only), wrk {wrk:.0}/s, ratio {:.2}",
+                    ours.rate / wrk
+                );
+                ratios.push(ours.rate / wrk);
+            }
+            println!(
+                "unordered to nginx: median ratio {} against wrk at {IN_FLIGHT} connections, over {rounds} rounds; target 0.7",
+                summary(ratios)
+            );
+            broker.shutdown().await;
+            return;
+        }
+        if mode == Some("batch") {
+            // Batched delivery against a raw consumer draining the same records with the same
+            // fetch settings, measured before and after it in each round.
+            let batch = std::env::var("BATCH").unwrap_or_else(|_| "1000".into());
+            let extra = format!(
+                "    delivery:\n      batch: {{max_events: {batch}, max_bytes: 4MiB}}\n"
+            );
+            println!("batches of up to {batch} events; the function parses each batch");
+            let mut ratios = vec![Vec::new(), Vec::new()];
+            for round in 1..=rounds {
+                for (i, (topic, ordering)) in
+                    [("unordered", "unordered"), ("ordered", "partition")].into_iter().enumerate()
+                {
+                    let raw = raw_drain(&bootstrap, topic, total, &format!("raw-{topic}-{round}-a")).await;
+                    let ours =
+                        sluice_run(&bootstrap, topic, ordering, round, total, &extra, "batch").await;
+                    let raw = raw.and(
+                        raw_drain(&bootstrap, topic, total, &format!("raw-{topic}-{round}-b")).await,
+                    );
+                    println!(
+                        "round {round}: {ordering} batches: sluice {ours}, raw consumer {raw}, ratio {:.2}",
+                        ours.rate / raw.rate
+                    );
+                    ratios[i].push(ours.rate / raw.rate);
+                }
+            }
+            for (ordering, ratios) in ["unordered", "partition"].into_iter().zip(ratios) {
+                println!(
+                    "{ordering} batches: median ratio {} against the raw consumer, over {rounds} rounds; target 0.5",
+                    summary(ratios)
+                );
+            }
             broker.shutdown().await;
             return;
         }

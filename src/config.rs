@@ -460,6 +460,9 @@ pub struct Delivery {
         deserialize_with = "de::duration"
     )]
     pub timeout: Duration,
+    /// Several events in one request; unset delivers one event per request.
+    #[serde(default)]
+    pub batch: Option<Batch>,
 }
 
 impl Default for Delivery {
@@ -470,8 +473,48 @@ impl Default for Delivery {
             backoff_delay: default_backoff_delay(),
             backoff_max: default_backoff_max(),
             timeout: default_delivery_timeout(),
+            batch: None,
         }
     }
+}
+
+/// The bounds of a batch: a JSON array of structured CloudEvents in one request
+/// (`application/cloudevents-batch+json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// The most events in one request.
+    #[serde(default = "default_batch_events")]
+    pub max_events: usize,
+    /// The largest request body, in bytes.
+    #[serde(default = "default_batch_bytes", deserialize_with = "de::byte_size")]
+    pub max_bytes: usize,
+    /// How long a batch that is not full waits for more records after its first one; zero
+    /// sends what is there.
+    #[serde(default = "default_batch_wait", deserialize_with = "de::duration")]
+    pub max_wait: Duration,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Self {
+            max_events: default_batch_events(),
+            max_bytes: default_batch_bytes(),
+            max_wait: default_batch_wait(),
+        }
+    }
+}
+
+fn default_batch_events() -> usize {
+    100
+}
+
+fn default_batch_bytes() -> usize {
+    1 << 20
+}
+
+fn default_batch_wait() -> Duration {
+    Duration::ZERO
 }
 
 fn default_retry() -> u32 {

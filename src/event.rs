@@ -397,5 +397,8 @@ fn position(first: &str, partition: i32, second: &str, offset: i64) -> String {
     out
 }
 
+mod json;
 #[cfg(test)]
 mod tests;
+
+pub use json::{is_json, write_structured};

@@ -39,7 +39,7 @@ use crate::{
     metrics::{Metrics, Outcomes, TriggerMetrics},
 };
 use consumer::{TriggerContext, block, owned};
-use state::{Fullness, Limits, Shared};
+use state::{Bounds, Fullness, Limits, Shared};
 
 pub use seek::{Moved, SeekError, SeekTo};
 pub use state::Counts as TriggerCounts;
@@ -60,6 +60,26 @@ const PAUSE_AFTER: Duration = Duration::from_secs(5);
 
 /// At most this many records ready in the consumer's queue are taken in one go.
 const READY_BATCH: usize = 256;
+
+/// The consumer settings of a trigger in `group`: `kafka.client` over sluice's defaults,
+/// and the settings the commit rules need over both. Benchmarks read with the same ones.
+pub fn consumer_config(
+    kafka: &Kafka,
+    group: &str,
+    initial_offset: config::InitialOffset,
+) -> rdkafka::ClientConfig {
+    let mut config = kafka.client_config();
+    let (fixed, tunable) = consumer::settings(group, initial_offset);
+    for (key, value) in tunable {
+        if config.get(key).is_none() {
+            let _ = config.set(key, value);
+        }
+    }
+    for (key, value) in fixed {
+        let _ = config.set(key, value);
+    }
+    config
+}
 
 /// What building a trigger takes besides its config: the clients and registries that every
 /// trigger shares.
@@ -173,17 +193,7 @@ impl Trigger {
             Limits::new(trigger.max_in_flight),
             trigger.ordering,
         ));
-        let mut config = kafka.client_config();
-        let (fixed, tunable) =
-            consumer::settings(&trigger.effective_group(), trigger.initial_offset);
-        for (key, value) in tunable {
-            if config.get(key).is_none() {
-                let _ = config.set(key, value);
-            }
-        }
-        for (key, value) in fixed {
-            let _ = config.set(key, value);
-        }
+        let config = consumer_config(kafka, &trigger.effective_group(), trigger.initial_offset);
         let consumer: StreamConsumer<TriggerContext> = config
             .create_with_context(TriggerContext {
                 name: name.clone(),
@@ -341,6 +351,10 @@ impl Trigger {
     /// Starts deliveries while there is room. Each task delivers records until none may
     /// start; what it holds goes back to the state however the task ends.
     fn dispatch(&self, deliveries: &TaskTracker, abandon: &CancellationToken) {
+        if let Some(batch) = self.pipeline.delivery.batch {
+            self.dispatch_batches(batch, deliveries, abandon);
+            return;
+        }
         while let Some(mut started) = self.shared.take(&self.pipeline.metrics.in_flight) {
             let (pipeline, abandon) = (self.pipeline.clone(), abandon.clone());
             drop(deliveries.spawn(async move {
@@ -348,6 +362,43 @@ impl Trigger {
                 while let Some(record) = started.record() {
                     let outcome = pipeline.run(record, &abandon, &mut session).await;
                     if !started.finish(outcome) {
+                        break;
+                    }
+                }
+            }));
+        }
+    }
+
+    /// Starts batch deliveries while there is room: each task fills its batch (waiting up to
+    /// `max_wait`), sends what fits in one request, gives the rest back to their lanes, and
+    /// goes on with the next batch until none may start.
+    fn dispatch_batches(
+        &self,
+        batch: config::Batch,
+        deliveries: &TaskTracker,
+        abandon: &CancellationToken,
+    ) {
+        let bounds = Bounds {
+            max_events: batch.max_events,
+            max_bytes: batch.max_bytes,
+        };
+        while let Some(mut held) = self
+            .shared
+            .take_batch(&self.pipeline.metrics.in_flight, bounds)
+        {
+            let (pipeline, abandon) = (self.pipeline.clone(), abandon.clone());
+            drop(deliveries.spawn(async move {
+                let mut session = pipeline.invoker.session();
+                loop {
+                    held.fill(batch.max_wait, &abandon).await;
+                    let prepared = pipeline.prepare(held.records(), &batch);
+                    held.give_back(prepared.fits);
+                    let records: Vec<_> = held.records().collect();
+                    let outcomes = pipeline
+                        .deliver_batch(prepared, &records, &abandon, &mut session)
+                        .await;
+                    drop(records);
+                    if !held.finish(&outcomes) {
                         break;
                     }
                 }

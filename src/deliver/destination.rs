@@ -75,6 +75,29 @@ impl Destination {
             }
         }
     }
+
+    /// One attempt to hand a batch request to the function; an `exec` function takes one
+    /// event at a time, which the config checks, so it refuses.
+    pub async fn attempt_batch(
+        &self,
+        session: &mut Session,
+        request: &Event,
+        timeout: Duration,
+    ) -> Attempt {
+        match self {
+            Self::Url(url) => session.attempt(url, request, timeout, true).await,
+            Self::Command(pool) => match pool.acquire().await {
+                Ok(lease) => session.attempt(&lease.url, request, timeout, true).await,
+                Err(why) => Attempt::Retry {
+                    failure: Failure::new(why.code(), why.to_string()),
+                    retry_after: None,
+                },
+            },
+            Self::Exec(_) => Attempt::Reject {
+                failure: Failure::new("batch", "exec functions take one event at a time".into()),
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for Destination {

@@ -17,13 +17,15 @@ use rdkafka::{
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+pub mod batch;
+
 use super::{
     Attempt, Destination, Failure, Invoker, Session,
     retry::{self, retry_delay},
 };
 use crate::{
     backoff::Backoff,
-    config::{self, DeadLetter, Delivery, LogResponse},
+    config::{self, DeadLetter, Delivery, LogResponse, Ordering as Order},
     event::{self, Event, EventSettings, Record, TRACE_CONTEXT, percent_decode},
     filter::Filters,
     metrics::TriggerMetrics,
@@ -57,8 +59,10 @@ pub struct Pipeline {
     pub trigger: String,
     /// Where events go.
     pub target: Destination,
-    /// Retries and timeouts.
+    /// Retries, timeouts and batches.
     pub delivery: Delivery,
+    /// Which records go one after another.
+    pub ordering: Order,
     /// The waits between retries, from `delivery`.
     backoff: Backoff,
     /// Where undeliverable records go.
@@ -105,6 +109,7 @@ impl Pipeline {
             trigger: trigger.name.clone(),
             target,
             delivery: trigger.delivery.clone(),
+            ordering: trigger.ordering,
             backoff: retry::policy(&trigger.delivery),
             dead_letter: trigger.dead_letter.clone(),
             reply: trigger.reply.as_ref().map(|r| r.topic.clone()),

@@ -73,6 +73,7 @@ mod tests {
             backoff_delay: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
             timeout: Duration::from_secs(30),
+            batch: None,
         }
     }
 

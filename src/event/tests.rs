@@ -295,3 +295,81 @@ fn the_structured_content_type_is_told_without_case_and_with_parameters() {
     assert!(!is_structured("application/cloudevents"));
     assert!(!is_structured(""));
 }
+
+fn structured_json(event: &Event) -> serde_json::Value {
+    let mut out = Vec::new();
+    write_structured(event, &mut out);
+    serde_json::from_slice(&out).expect("the structured event is JSON")
+}
+
+#[test]
+fn a_batch_member_is_the_same_event_in_the_json_format() {
+    let mut json_record = record();
+    json_record.headers.push((
+        "content-type".into(),
+        Some(Bytes::from_static(b"application/json")),
+    ));
+    json_record.headers.push((
+        "traceparent".into(),
+        Some(Bytes::from_static(
+            b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )),
+    ));
+    let event = from_record(&json_record, &settings());
+    let json = structured_json(&event);
+    assert_eq!(json["specversion"], "1.0");
+    assert_eq!(json["id"], "partition:2/offset:41");
+    assert_eq!(json["source"], "/sluice/hello-orders#orders");
+    assert_eq!(json["type"], KAFKA_EVENT_TYPE);
+    assert_eq!(json["key"], "alice");
+    // Percent-encoded in the header, plain text here.
+    assert_eq!(json["kafkaheadertraceid"], "abc 1");
+    assert_eq!(json["knativekafkaoffset"], "41");
+    assert_eq!(json["datacontenttype"], "application/json");
+    assert_eq!(
+        json["traceparent"],
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    );
+    assert_eq!(json["data"], serde_json::json!({"n": 1}));
+    assert!(json.get("data_base64").is_none());
+    // The official SDK reads it, with the same data.
+    let parsed: cloudevents::Event =
+        serde_json::from_value(json.clone()).expect("the SDK parses it");
+    {
+        use cloudevents::AttributesReader;
+        assert_eq!(parsed.id(), "partition:2/offset:41");
+        assert_eq!(parsed.ty(), KAFKA_EVENT_TYPE);
+    }
+
+    // Not JSON by its content type, or not JSON at all: base64.
+    let octets = from_record(&record(), &settings());
+    let json = structured_json(&octets);
+    assert_eq!(json["datacontenttype"], "application/octet-stream");
+    assert_eq!(json["data_base64"], BASE64.encode(b"{\"n\":1}"));
+    assert!(json.get("data").is_none());
+    let mut broken = json_record.clone();
+    broken.value = Some(Bytes::from_static(b"{not json"));
+    let json = structured_json(&from_record(&broken, &settings()));
+    assert_eq!(json["data_base64"], BASE64.encode(b"{not json"));
+    let _: cloudevents::Event = serde_json::from_value(json).expect("the SDK parses it");
+
+    // A tombstone has no data; a structured record goes as it is.
+    let mut tombstone = record();
+    tombstone.value = None;
+    let json = structured_json(&from_record(&tombstone, &settings()));
+    assert!(json.get("data").is_none() && json.get("data_base64").is_none());
+    let mut structured = record();
+    structured.headers = vec![(
+        "content-type".into(),
+        Some(Bytes::from_static(b"application/cloudevents+json")),
+    )];
+    structured.value = Some(Bytes::from_static(
+        br#"{"specversion":"1.0","id":"x","source":"s","type":"t","data":{"a":1}}"#,
+    ));
+    let json = structured_json(&from_record(&structured, &settings()));
+    assert_eq!(json["id"], "x");
+    assert_eq!(json["data"], serde_json::json!({"a": 1}));
+    assert!(is_json("application/json; charset=utf-8"));
+    assert!(is_json("application/vnd.api+json"));
+    assert!(!is_json("text/plain"));
+}

@@ -107,6 +107,35 @@ impl<P: Clone + Eq + Hash, T> Lanes<P, T> {
         None
     }
 
+    /// The next record of `lane`, a lane its caller holds (from [`Lanes::next`]), for a
+    /// batch that goes on along it.
+    pub fn next_in(&mut self, lane: &Lane<P>) -> Option<T> {
+        let queue = self.queues.get_mut(lane)?;
+        let item = queue.pop_front();
+        if queue.is_empty() {
+            let _ = self.queues.remove(lane);
+        }
+        if item.is_some() {
+            self.waiting -= 1;
+        }
+        item
+    }
+
+    /// Puts a record taken and not started back at the front of its lane, as the next one
+    /// to start; a batch gives back what does not fit in last-first order.
+    pub fn unshift(&mut self, lane: Lane<P>, partition: P, item: T) {
+        self.waiting += 1;
+        if lane == Lane::Free {
+            self.free.push_front((partition, item));
+            return;
+        }
+        let queue = self.queues.entry(lane.clone()).or_default();
+        queue.push_front(item);
+        if queue.len() == 1 && !self.busy.contains(&lane) {
+            self.runnable.push_back(lane);
+        }
+    }
+
     /// The record of `lane` reached its outcome: the lane may start its next one.
     pub fn release(&mut self, lane: &Lane<P>) {
         if self.busy.remove(lane) && self.queues.contains_key(lane) {
@@ -202,6 +231,39 @@ mod tests {
             [2]
         );
         assert_eq!(lanes.waiting(), 0);
+    }
+
+    #[test]
+    fn a_held_lane_gives_its_records_in_order_and_takes_them_back_at_the_front() {
+        let mut lanes = L::default();
+        let a = Lane::Key(0, bytes::Bytes::from_static(b"a"));
+        for n in 1..=4 {
+            lanes.push(a.clone(), 0, n);
+        }
+        lanes.push(Lane::Free, 0, 9);
+        let (lane, first) = lanes.next().unwrap();
+        assert_eq!((lane.clone(), first), (Lane::Free, 9));
+        let (lane, first) = lanes.next().unwrap();
+        assert_eq!((lane.clone(), first), (a.clone(), 1));
+        assert_eq!(lanes.next_in(&a), Some(2));
+        assert_eq!(lanes.next_in(&a), Some(3));
+        assert_eq!(lanes.waiting(), 1);
+        // 3 then 2 go back: the lane starts with 2 once released.
+        lanes.unshift(a.clone(), 0, 3);
+        lanes.unshift(a.clone(), 0, 2);
+        assert_eq!(lanes.waiting(), 3);
+        assert!(lanes.next().is_none(), "a held lane starts nothing");
+        lanes.release(&a);
+        let order: Vec<u32> = std::iter::from_fn(|| {
+            let (lane, n) = lanes.next()?;
+            lanes.release(&lane);
+            Some(n)
+        })
+        .collect();
+        assert_eq!(order, [2, 3, 4]);
+        lanes.unshift(Lane::Free, 0, 7);
+        lanes.push(Lane::Free, 0, 8);
+        assert_eq!(lanes.next().map(|(_, n)| n), Some(7));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::{
 use foldhash::fast::RandomState;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tracing::error;
 
 use super::{
@@ -135,6 +136,8 @@ struct State {
     /// Took as many records as it may; stays set until a quarter of them is done, so the
     /// poller takes records in runs rather than one per finished delivery.
     full: bool,
+    /// Batches waiting for records to fill them.
+    filling: usize,
 }
 
 impl State {
@@ -180,6 +183,13 @@ impl State {
     /// panicked), which leaves the record's offset uncommitted.
     fn settle(&mut self, lane: &Lane<Slot>, work: &Work, outcome: Option<Final>) {
         self.in_flight -= 1;
+        self.settle_record(work, outcome);
+        self.lanes.release(lane);
+    }
+
+    /// One record's delivery ended; its lane and its task's `max_in_flight` slot are the
+    /// caller's to give back.
+    fn settle_record(&mut self, work: &Work, outcome: Option<Final>) {
         self.unbuffer(1, work.size);
         // A partition revoked (and perhaps assigned again, with a new generation) since
         // the record was taken has no state under this generation any more.
@@ -190,7 +200,121 @@ impl State {
                 p.offsets.done(work.record.offset);
             }
         }
-        self.lanes.release(lane);
+    }
+
+    /// A batch's first record, as [`State::take`], and as many more as `bounds` and the
+    /// ordering let it have now.
+    fn take_batch(&mut self, limits: Limits, ordering: Ordering, bounds: Bounds) -> Option<Held> {
+        let (lane, work) = self.take(limits)?;
+        let mut held = Held {
+            lanes: Vec::new(),
+            items: Vec::new(),
+            bytes: 0,
+        };
+        held.push(lane, work);
+        self.fill(&mut held, ordering, bounds);
+        Some(held)
+    }
+
+    /// Adds records to a batch while it has room: under `partition` the next ones of its
+    /// partition, under `key` the next ones of its keys and of keys that are free, under
+    /// `unordered` any.
+    fn fill(&mut self, held: &mut Held, ordering: Ordering, bounds: Bounds) {
+        if self.stopping {
+            return;
+        }
+        match ordering {
+            Ordering::Partition => {
+                if let Some(lane) = held.lanes.first().cloned() {
+                    self.fill_from(held, &lane, bounds);
+                }
+            }
+            Ordering::Key => {
+                for index in 0..held.lanes.len() {
+                    let lane = held.lanes[index].clone();
+                    self.fill_from(held, &lane, bounds);
+                }
+                while held.room(bounds) {
+                    let Some((lane, work)) = self.lanes.next() else {
+                        break;
+                    };
+                    self.mark_in_flight(&work);
+                    held.push(lane.clone(), work);
+                    if lane != Lane::Free {
+                        self.fill_from(held, &lane, bounds);
+                    }
+                }
+            }
+            Ordering::Unordered => {
+                while held.room(bounds) {
+                    let Some((lane, work)) = self.lanes.next() else {
+                        break;
+                    };
+                    self.mark_in_flight(&work);
+                    held.push(lane, work);
+                }
+            }
+        }
+    }
+
+    /// Adds the next records of `lane`, which the batch holds.
+    fn fill_from(&mut self, held: &mut Held, lane: &Lane<Slot>, bounds: Bounds) {
+        while held.room(bounds) {
+            let Some(work) = self.lanes.next_in(lane) else {
+                break;
+            };
+            self.mark_in_flight(&work);
+            held.items.push((lane.clone(), work));
+        }
+    }
+
+    fn mark_in_flight(&mut self, work: &Work) {
+        if let Some(p) = self.partitions.get_mut(&work.slot.generation) {
+            p.offsets.in_flight += 1;
+        }
+    }
+
+    /// Puts records a batch took and will not send back at the front of their lanes, the
+    /// last first. A record of a partition revoked since (or being revoked: the revoke
+    /// waits with the partition's state still there) is dropped, as the revoke dropped the
+    /// others waiting; the next owner reads it again.
+    fn give_back(&mut self, items: Vec<(Lane<Slot>, Work)>) {
+        for (lane, work) in items.into_iter().rev() {
+            let assigned = self.is_assigned(work.slot, &work.record);
+            match self.partitions.get_mut(&work.slot.generation) {
+                Some(p) if assigned => {
+                    p.offsets.in_flight -= 1;
+                    let slot = work.slot;
+                    self.lanes.unshift(lane, slot, work);
+                }
+                Some(p) => {
+                    p.offsets.in_flight -= 1;
+                    p.buffered -= 1;
+                    self.unbuffer(1, work.size);
+                }
+                None => self.unbuffer(1, work.size),
+            }
+        }
+    }
+
+    /// Whether `slot` is still the assignment of the record's partition.
+    fn is_assigned(&self, slot: Slot, record: &Record) -> bool {
+        self.assigned
+            .get(&*record.topic)
+            .and_then(|p| p.get(&record.partition))
+            == Some(&slot.generation)
+    }
+
+    /// A batch's records reached `outcomes` (`None` past the end or for a record that is not
+    /// final); its lanes and its `max_in_flight` slot come back.
+    fn settle_batch(&mut self, held: Held, outcomes: &[Option<Final>]) {
+        self.in_flight -= 1;
+        for (index, (_, work)) in held.items.iter().enumerate() {
+            self.settle_record(work, outcomes.get(index).copied().flatten());
+        }
+        for lane in &held.lanes {
+            self.lanes.release(lane);
+        }
     }
 
     /// Records that leave the buffer: settled, or dropped by a revoke.
@@ -246,6 +370,8 @@ pub struct Shared {
     outcome: Condvar,
     /// Wakes the poller to start more deliveries.
     wake: Notify,
+    /// Wakes batches waiting to fill when a record arrives.
+    arrived: Notify,
     limits: Limits,
     ordering: Ordering,
 }
@@ -257,6 +383,7 @@ impl Shared {
             state: Mutex::default(),
             outcome: Condvar::new(),
             wake: Notify::new(),
+            arrived: Notify::new(),
             limits,
             ordering,
         }
@@ -277,6 +404,9 @@ impl Shared {
     pub fn accept(&self, record: Record) -> Fullness {
         let size = record.size();
         let mut state = self.lock();
+        if state.filling > 0 {
+            self.arrived.notify_waiters();
+        }
         let slot = state.slot(&record.topic, record.partition);
         if let Some(p) = state.partitions.get_mut(&slot.generation) {
             p.offsets.track(record.offset);
@@ -303,6 +433,53 @@ impl Shared {
             current: Some(current),
             gauge: gauge.clone(),
         })
+    }
+
+    /// A batch for a new delivery task, as [`Shared::take`] for one record.
+    pub fn take_batch(self: &Arc<Self>, gauge: &Gauge, bounds: Bounds) -> Option<Batch> {
+        let held = self.lock().take_batch(self.limits, self.ordering, bounds)?;
+        gauge.inc();
+        Some(Batch {
+            shared: self.clone(),
+            held: Some(held),
+            bounds,
+            gauge: gauge.clone(),
+        })
+    }
+
+    /// Runs `settle` (a delivery's end and its task's next take) under the lock, then wakes
+    /// a waiting revoke, and the poller when the task stops (nothing taken), when a full
+    /// trigger may take records again and when a paused one may resume.
+    fn settle_and_take<T>(&self, settle: impl FnOnce(&mut State) -> Option<T>) -> Option<T> {
+        let high_mark = self.limits.high_mark;
+        let (next, revoking, refill) = {
+            let mut state = self.lock();
+            let was_full = state.full;
+            let next = settle(&mut state);
+            let refill = (was_full && !state.fullness(high_mark)) || state.may_resume(high_mark);
+            (next, state.revoking > 0, refill)
+        };
+        if revoking {
+            self.outcome.notify_all();
+        }
+        if next.is_none() || refill {
+            self.wake.notify_one();
+        }
+        next
+    }
+
+    /// Runs `settle` for a delivery task that ended without finishing (a panic, a cancelled
+    /// task), then wakes a waiting revoke and the poller.
+    fn settle_dropped(&self, settle: impl FnOnce(&mut State)) {
+        let revoking = {
+            let mut state = self.lock();
+            settle(&mut state);
+            state.revoking > 0
+        };
+        if revoking {
+            self.outcome.notify_all();
+        }
+        self.wake.notify_one();
     }
 
     /// Whether the trigger is full now, and whether its partitions are paused.
@@ -383,6 +560,10 @@ impl Shared {
         }
         let dropped = state.lanes.purge(|slot| slots.contains(&slot.generation));
         state.unbuffer(dropped.len(), dropped.iter().map(|w| w.size).sum());
+        // Batches waiting to fill stop waiting and send what they hold of these partitions.
+        if state.filling > 0 {
+            self.arrived.notify_waiters();
+        }
         let deadline = Instant::now() + wait;
         state.revoking += 1;
         loop {
@@ -418,6 +599,182 @@ fn fullness(full: bool) -> Fullness {
     if full { Fullness::Full } else { Fullness::Room }
 }
 
+/// How big a batch may grow: [`config::Batch`](crate::config::Batch) without the wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// The most records.
+    pub max_events: usize,
+    /// The most bytes, as [`Record::size`] counts them; the request's own bound is checked
+    /// when the events are written.
+    pub max_bytes: usize,
+}
+
+/// The records of one batch, in the order they are sent, and the lanes it holds.
+#[derive(Debug)]
+struct Held {
+    /// Lanes held busy until the batch settles (none for free records).
+    lanes: Vec<Lane<Slot>>,
+    items: Vec<(Lane<Slot>, Work)>,
+    bytes: usize,
+}
+
+impl Held {
+    fn push(&mut self, lane: Lane<Slot>, work: Work) {
+        if lane != Lane::Free {
+            self.lanes.push(lane.clone());
+        }
+        self.bytes += work.size;
+        self.items.push((lane, work));
+    }
+
+    fn room(&self, bounds: Bounds) -> bool {
+        self.items.len() < bounds.max_events && self.bytes < bounds.max_bytes
+    }
+}
+
+/// A delivery task's hold on a batch of records, as [`Started`] is on one: it holds one
+/// `max_in_flight` slot, the batch's lanes and its records' counts, and dropping it settles
+/// every record as not final.
+#[derive(Debug)]
+pub struct Batch {
+    shared: Arc<Shared>,
+    held: Option<Held>,
+    bounds: Bounds,
+    gauge: Gauge,
+}
+
+impl Batch {
+    /// The records, in the order they go out.
+    pub fn records(&self) -> impl Iterator<Item = &Record> {
+        self.held
+            .iter()
+            .flat_map(|held| held.items.iter().map(|(_, work)| &work.record))
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.held.as_ref().map_or(0, |held| held.items.len())
+    }
+
+    /// Whether it holds none (once [`Batch::finish`] found no next batch).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether it reached a bound.
+    pub fn is_full(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|held| !held.room(self.bounds))
+    }
+
+    /// Waits up to `max_wait` from now for records to fill the batch, taking them as they
+    /// arrive; returns early when it is full or `cancel` fires.
+    pub async fn fill(&mut self, max_wait: std::time::Duration, cancel: &CancellationToken) {
+        if max_wait.is_zero() || self.is_full() || self.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let shared = self.shared.clone();
+        loop {
+            let mut arrived = std::pin::pin!(shared.arrived.notified());
+            arrived.as_mut().enable();
+            let filling = {
+                let mut state = shared.lock();
+                if let Some(held) = self.held.as_mut() {
+                    state.fill(held, shared.ordering, self.bounds);
+                }
+                let revoked = self.held.as_ref().is_some_and(|held| {
+                    held.items
+                        .iter()
+                        .any(|(_, work)| !state.is_assigned(work.slot, &work.record))
+                });
+                if self.is_full() || state.stopping || revoked {
+                    return;
+                }
+                state.filling += 1;
+                Filling(&shared)
+            };
+            let woken = tokio::select! {
+                _ = arrived => true,
+                _ = tokio::time::sleep_until(deadline) => false,
+                _ = cancel.cancelled() => false,
+            };
+            drop(filling);
+            if !woken {
+                if let Some(held) = self.held.as_mut() {
+                    shared.lock().fill(held, shared.ordering, self.bounds);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Puts the records from `index` on back in their lanes, for other deliveries: they did
+    /// not fit in the request.
+    pub fn give_back(&mut self, index: usize) {
+        let Some(held) = self.held.as_mut() else {
+            return;
+        };
+        if index >= held.items.len() {
+            return;
+        }
+        let rest = held.items.split_off(index);
+        held.bytes = held.items.iter().map(|(_, work)| work.size).sum();
+        let revoking = {
+            let mut state = self.shared.lock();
+            state.give_back(rest);
+            state.revoking > 0
+        };
+        if revoking {
+            self.shared.outcome.notify_all();
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Settles the records with `outcomes`, in the order of [`Batch::records`] (`None`: not
+    /// final), and takes the next batch; returns whether there is one. Wakes as
+    /// [`Started::finish`] does.
+    pub fn finish(&mut self, outcomes: &[Option<Final>]) -> bool {
+        let Some(held) = self.held.take() else {
+            return false;
+        };
+        let shared = &*self.shared;
+        let bounds = self.bounds;
+        self.held = shared.settle_and_take(|state| {
+            state.settle_batch(held, outcomes);
+            state.take_batch(shared.limits, shared.ordering, bounds)
+        });
+        self.held.is_some()
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            if std::thread::panicking() {
+                error!(
+                    records = held.items.len(),
+                    "A batch delivery panicked; its records are not final and stay uncommitted."
+                );
+            }
+            self.shared
+                .settle_dropped(|state| state.settle_batch(held, &[]));
+        }
+        self.gauge.dec();
+    }
+}
+
+/// A batch counted among those waiting to fill, for as long as it is alive (a task dropped
+/// mid-wait stops counting too).
+struct Filling<'a>(&'a Shared);
+
+impl Drop for Filling<'_> {
+    fn drop(&mut self) {
+        self.0.lock().filling -= 1;
+    }
+}
+
 /// A delivery task's hold on the record it delivers, and so on one `max_in_flight` slot and
 /// its partition's count. [`Started::finish`] settles the record with its outcome and moves
 /// on to the next one that may start; dropping it (a panic, a cancelled task) settles the
@@ -444,22 +801,11 @@ impl Started {
         let Some((lane, work)) = self.current.take() else {
             return false;
         };
-        let shared = &*self.shared;
-        let high_mark = shared.limits.high_mark;
-        let (revoking, refill) = {
-            let mut state = shared.lock();
-            let was_full = state.full;
+        let limits = self.shared.limits;
+        self.current = self.shared.settle_and_take(|state| {
             state.settle(&lane, &work, outcome);
-            self.current = state.take(shared.limits);
-            let refill = (was_full && !state.fullness(high_mark)) || state.may_resume(high_mark);
-            (state.revoking > 0, refill)
-        };
-        if revoking {
-            shared.outcome.notify_all();
-        }
-        if self.current.is_none() || refill {
-            shared.wake.notify_one();
-        }
+            state.take(limits)
+        });
         self.current.is_some()
     }
 }
@@ -475,16 +821,8 @@ impl Drop for Started {
                     "A delivery panicked; its record is not final and stays uncommitted."
                 );
             }
-            let shared = &*self.shared;
-            let revoking = {
-                let mut state = shared.lock();
-                state.settle(&lane, &work, None);
-                state.revoking > 0
-            };
-            if revoking {
-                shared.outcome.notify_all();
-            }
-            shared.wake.notify_one();
+            self.shared
+                .settle_dropped(|state| state.settle(&lane, &work, None));
         }
         self.gauge.dec();
     }

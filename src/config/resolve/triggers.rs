@@ -3,6 +3,12 @@
 
 use super::*;
 
+/// The most events a batch may hold (Lambda's largest Kafka batch).
+const MAX_BATCH_EVENTS: usize = 10_000;
+
+/// The smallest `max_bytes` of a batch: room for a few events.
+const MIN_BATCH_BYTES: usize = 1024;
+
 /// A trigger as written; [`Trigger`] is what it resolves to.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +155,26 @@ pub(super) fn trigger(
         &join_key(&key("delivery"), "timeout"),
         delivery.timeout,
     );
+    if let Some(batch) = &delivery.batch {
+        let batch_key = join_key(&key("delivery"), "batch");
+        at_least_one(
+            report,
+            &join_key(&batch_key, "max_events"),
+            to_i64(batch.max_events),
+        );
+        if batch.max_events > MAX_BATCH_EVENTS {
+            report.add(
+                &join_key(&batch_key, "max_events"),
+                format!("must be at most {MAX_BATCH_EVENTS}"),
+            );
+        }
+        if batch.max_bytes < MIN_BATCH_BYTES {
+            report.add(
+                &join_key(&batch_key, "max_bytes"),
+                format!("must be at least {MIN_BATCH_BYTES} bytes"),
+            );
+        }
+    }
     let name = raw.name.as_deref().unwrap_or_default();
     let dead_letter = dead_letter(report, raw.dead_letter.as_ref(), &key("dead_letter"), name);
     let filters = super::filters::filters(report, raw.filters.as_ref(), raw.filter.as_ref(), path);
@@ -169,6 +195,17 @@ pub(super) fn trigger(
                     }
                 },
                 Some(Function::Command(_)) => Target::Command(function),
+                Some(Function::Exec(_)) if delivery.batch.is_some() => {
+                    report.add(
+                        &join_key(&key("delivery"), "batch"),
+                        format!(
+                            "function `{function}` is an exec function, which takes one event \
+                             at a time on its standard input; batches go to url and command \
+                             functions"
+                        ),
+                    );
+                    return None;
+                }
                 Some(Function::Exec(_)) => Target::Exec(function),
                 Some(Function::Job(_)) => {
                     report.add(
