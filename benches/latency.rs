@@ -5,7 +5,8 @@
 //! one event per request, `SAT_RECORDS` pre-filled records, default 50000); then an
 //! open-loop producer sends `RECORDS` (default 100000) at half that rate (`RATE` sets it),
 //! each record carrying its send time and a sequence number. A raw consumer with a trigger's
-//! consumer settings and a trigger delivering to a no-op function in this process read the
+//! consumer settings and a trigger delivering to a no-op function in this process (on a
+//! thread and runtime of its own; `FUNCTION_RUNTIME=shared` puts it on the bench's) read the
 //! same records at the same time, each in its own group, for `partition`, `key` (1,000
 //! keys) and `unordered` ordering. Both record send → receipt in HDR histograms; p50, p99
 //! and p99.9 are printed, and the same quantiles of the per-record difference (how much
@@ -141,13 +142,30 @@ async fn serve(listener: tokio::net::TcpListener, on_body: OnBody) {
     }
 }
 
+/// A no-op function on a thread and runtime of its own, as a function in another process
+/// would be: its receipt times do not wait for the runtime sluice and the broker run on.
+/// `FUNCTION_RUNTIME=shared` serves it on the bench's runtime instead.
 async fn in_process_function(recorder: Recorder) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let on_body: OnBody = Arc::new(move |body: &[u8]| recorder.record(body));
+    if std::env::var("FUNCTION_RUNTIME").is_ok_and(|v| v == "shared") {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, on_body));
+        return addr;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(serve(
-        listener,
-        Arc::new(move |body: &[u8]| recorder.record(body)),
-    ));
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            serve(listener, on_body).await;
+        });
+    });
     addr
 }
 

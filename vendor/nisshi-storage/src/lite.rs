@@ -13,7 +13,7 @@
 // limitations under the License.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     env,
     fmt::Debug,
     marker::PhantomData,
@@ -235,6 +235,11 @@ pub(crate) struct ConnectionManager {
 }
 
 pub(crate) struct PoolConnection {
+    // Patched for sluice: statements prepared once per connection instead of once per call
+    // (a fetch reads each partition's watermarks whenever a produce wakes it, a produce runs
+    // an insert per record, and preparing those cost more than running them). Declared
+    // before the connection, so they are finalized first.
+    statements: Mutex<HashMap<String, Statement>>,
     connection: Connection,
 }
 
@@ -312,7 +317,38 @@ impl PoolConnection {
     async fn new(connection: Connection) -> Result<Self> {
         Self::init(&connection).await?;
 
-        Ok(Self { connection })
+        Ok(Self {
+            statements: Mutex::new(HashMap::new()),
+            connection,
+        })
+    }
+
+    /// Patched for sluice: `key`'s statement from the cache, or prepared when it is not
+    /// there. It is out of the cache while in use, so a concurrent use prepares its own.
+    async fn cached_statement(&self, key: &str) -> Result<Statement, libsql::Error> {
+        let cached = self
+            .statements
+            .lock()
+            .ok()
+            .and_then(|mut statements| statements.remove(key));
+        match cached {
+            Some(statement) => {
+                statement.reset();
+                Ok(statement)
+            }
+            None => self.prepared_statement(key).await,
+        }
+    }
+
+    /// Patched for sluice: gives a statement back to the cache, reset, so it holds no
+    /// transaction open. Only `execute` and `query_one_cached` use the cache, which are done
+    /// with the statement when they return: the rows of `query` and the row of `query_one`
+    /// read their columns from the statement itself, which must not be reset under them.
+    fn cache_statement(&self, key: &str, statement: Statement) {
+        statement.reset();
+        if let Ok(mut statements) = self.statements.lock() {
+            _ = statements.insert(key.to_owned(), statement);
+        }
     }
 
     #[instrument(skip(self))]
@@ -412,11 +448,11 @@ impl PoolConnection {
         debug!(sql, ?params);
         let start = SystemTime::now();
 
-        let statement = self.prepared_statement(sql).await?;
+        let statement = self.cached_statement(sql).await?;
 
-        statement
-            .execute(params)
-            .await
+        let executed = statement.execute(params).await;
+        self.cache_statement(sql, statement);
+        executed
             .inspect(|rows| {
                 let elapsed_millis = elapsed_millis(start);
                 debug!(rows, elapsed_millis);
@@ -509,6 +545,46 @@ impl PoolConnection {
         } else {
             Err(libsql::Error::Misuse(format!("sql={sql}")))
         }
+    }
+
+    /// Patched for sluice: the first row of `sql`'s query, taken apart by `read` before the
+    /// statement is reset and kept in the cache (a fetch reads a partition's watermarks each
+    /// time a produce wakes it, and preparing that query cost more than running it).
+    #[instrument(skip_all)]
+    async fn query_one_cached<P, T>(
+        &self,
+        sql: &str,
+        params: P,
+        read: impl FnOnce(&Row) -> result::Result<T, libsql::Error>,
+    ) -> result::Result<T, libsql::Error>
+    where
+        P: IntoParams,
+        P: Debug,
+    {
+        debug!(sql, ?params);
+
+        let start = SystemTime::now();
+
+        let statement = self.cached_statement(sql).await?;
+
+        let read = match statement.query(params).await {
+            Ok(mut rows) => match rows.next().await {
+                Ok(Some(row)) => read(&row),
+                Ok(None) => Err(libsql::Error::Misuse(format!("sql={sql}"))),
+                Err(err) => Err(err),
+            },
+            Err(err) => Err(err),
+        };
+        self.cache_statement(sql, statement);
+
+        let attributes = [KeyValue::new("sql", sql.to_owned())];
+        SQL_DURATION.record(elapsed_millis(start), &attributes);
+        SQL_REQUESTS.add(1, &attributes);
+
+        read.inspect_err(|err| {
+            error!(?err, elapsed_millis = elapsed_millis(start));
+            SQL_ERROR.add(1, &self.attributes_for_error(Some(sql), err)[..]);
+        })
     }
 }
 
@@ -3076,32 +3152,25 @@ impl Storage for Delegate {
 
         let c = self.connection().await?;
 
-        let row = c
-            .query_one(
+        let base_topic = self.base_topic(topition.topic()).await?;
+        let (log_start, high_watermark, last_stable) = c
+            .query_one_cached(
                 "watermark_select.sql",
-                (
-                    self.cluster.as_str(),
-                    self.base_topic(topition.topic()).await?,
-                    topition.partition(),
-                ),
+                (self.cluster.as_str(), base_topic, topition.partition()),
+                |row| {
+                    Ok((
+                        row.get::<Option<i64>>(0)?,
+                        row.get::<Option<i64>>(1)?,
+                        row.get::<Option<i64>>(2)?,
+                    ))
+                },
             )
             .await
             .inspect_err(|err| error!(?topition, ?err))?;
 
-        let log_start = row
-            .get::<Option<i64>>(0)
-            .inspect_err(|err| error!(?topition, ?err))?
-            .unwrap_or_default();
-
-        let high_watermark = row
-            .get::<Option<i64>>(1)
-            .inspect_err(|err| error!(?topition, ?err))?
-            .unwrap_or_default();
-
-        let last_stable = row
-            .get::<Option<i64>>(2)
-            .inspect_err(|err| error!(?topition, ?err))?
-            .unwrap_or(high_watermark);
+        let log_start = log_start.unwrap_or_default();
+        let high_watermark = high_watermark.unwrap_or_default();
+        let last_stable = last_stable.unwrap_or(high_watermark);
 
         debug!(cluster = self.cluster, ?topition, log_start, high_watermark,);
 
