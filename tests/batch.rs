@@ -16,10 +16,10 @@ use axum::http::StatusCode;
 use common::{
     Daemon, InProcess, TestRecord, committed,
     function::{Answer, Function, Received},
-    http_get, produce_all, read_topic, stderr,
+    header_map, produce_all, read_topic, stderr, wait_committed, wait_ready,
 };
 use nix::sys::signal::Signal;
-use rdkafka::{Message, message::Headers};
+use rdkafka::Message;
 use serde_json::Value;
 use sluice::broker::free_local_addr;
 
@@ -97,6 +97,31 @@ fn json_records(count: usize, keys: usize, pad: usize) -> Vec<TestRecord> {
         .collect()
 }
 
+/// Events per request, in the order the function received them.
+fn batch_sizes(function: &Function) -> Vec<usize> {
+    function
+        .received()
+        .iter()
+        .map(|r| events(r).len())
+        .collect()
+}
+
+/// Waits until the function received `count` events over all its requests.
+async fn wait_events(function: &Function, count: usize) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: usize = batch_sizes(function).iter().sum();
+        if got >= count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {got} of {count} events arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until the function accepted `count` distinct events (answers that were 2xx and did
 /// not list them).
 async fn wait_distinct(accepted: &Mutex<HashSet<String>>, count: usize) {
@@ -137,11 +162,7 @@ async fn batches_fill_by_count_and_never_pass_their_bounds() {
             .map(|e| e.id)
             .collect();
     }
-    let sizes: Vec<usize> = function
-        .received()
-        .iter()
-        .map(|r| events(r).len())
-        .collect();
+    let sizes = batch_sizes(&function);
     println!("batch sizes: {sizes:?}");
     assert!(sizes.iter().all(|&n| (1..=10).contains(&n)), "{sizes:?}");
     assert!(
@@ -157,14 +178,11 @@ async fn batches_fill_by_count_and_never_pass_their_bounds() {
         }
         ends
     };
-    let deadline = Instant::now() + WAIT;
-    while committed(&sluice.bootstrap, "sluice-t", "counted").await != ends {
-        assert!(
-            Instant::now() < deadline,
-            "offsets not committed to {ends:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_committed(&sluice.bootstrap, "sluice-t", "counted", &ends).await;
+    assert_eq!(
+        committed(&sluice.bootstrap, "sluice-t", "counted").await,
+        ends
+    );
     sluice.stop().await;
 }
 
@@ -180,17 +198,7 @@ async fn batches_fill_by_bytes_and_never_pass_max_bytes() {
     .await;
     // About 900 bytes of JSON each: four fit in 4 KiB, five do not.
     produce_all(&sluice.bootstrap, "sized", json_records(60, 3, 500)).await;
-    let deadline = Instant::now() + WAIT;
-    while function
-        .received()
-        .iter()
-        .map(|r| events(r).len())
-        .sum::<usize>()
-        < 60
-    {
-        assert!(Instant::now() < deadline, "not all 60 events arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_events(&function, 60).await;
     let received = function.received();
     let lengths: Vec<(usize, usize)> = received
         .iter()
@@ -288,17 +296,7 @@ async fn order_holds(ordering: &str, topic: &str) {
     .await;
     const RECORDS: usize = 3000;
     produce_all(&sluice.bootstrap, topic, json_records(RECORDS, 40, 20)).await;
-    let deadline = Instant::now() + WAIT;
-    while function
-        .received()
-        .iter()
-        .map(|r| events(r).len())
-        .sum::<usize>()
-        < RECORDS
-    {
-        assert!(Instant::now() < deadline, "not all events arrived");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_events(&function, RECORDS).await;
     let received = function.received();
     let sizes: Vec<usize> = received.iter().map(|r| events(r).len()).collect();
     println!(
@@ -463,12 +461,7 @@ async fn a_final_status_dead_letters_each_event_and_replies_come_one_per_event()
     let mut dead_offsets: Vec<i64> = dead
         .iter()
         .map(|m| {
-            let headers: HashMap<String, Vec<u8>> = m
-                .headers()
-                .unwrap()
-                .iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect();
+            let headers = header_map(m);
             assert_eq!(headers["knativeerrorcode"], b"400");
             assert_eq!(headers["knativeerrordata"], b"n is 3");
             String::from_utf8(headers["sluice-source-offset"].clone())
@@ -483,12 +476,7 @@ async fn a_final_status_dead_letters_each_event_and_replies_come_one_per_event()
     let mut ns: Vec<i64> = replies
         .iter()
         .map(|m| {
-            let headers: HashMap<String, Vec<u8>> = m
-                .headers()
-                .unwrap()
-                .iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect();
+            let headers = header_map(m);
             assert_eq!(headers["content-type"], b"application/cloudevents+json");
             let event: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
             let n = event["data"]["n"].as_i64().unwrap();
@@ -504,14 +492,6 @@ async fn a_final_status_dead_letters_each_event_and_replies_come_one_per_event()
     ns.sort();
     assert_eq!(ns, (4..12).collect::<Vec<_>>());
     sluice.stop().await;
-}
-
-async fn wait_ready(admin: std::net::SocketAddr) {
-    let deadline = Instant::now() + WAIT;
-    while !matches!(http_get(admin, "/readyz"), Ok((200, _))) {
-        assert!(Instant::now() < deadline, "sluice did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -618,11 +598,12 @@ async fn an_answer_that_cannot_be_read_retries_the_batch() {
     let second: Vec<String> = events(&received[1]).into_iter().map(|e| e.id).collect();
     assert_eq!(first.len(), 5);
     assert_eq!(first, second, "the same batch again");
-    let deadline = Instant::now() + WAIT;
-    while committed(&sluice.bootstrap, "sluice-t", "unreadable").await != BTreeMap::from([(0, 5)]) {
-        assert!(Instant::now() < deadline, "not committed after the retry");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ends = BTreeMap::from([(0, 5)]);
+    wait_committed(&sluice.bootstrap, "sluice-t", "unreadable", &ends).await;
+    assert_eq!(
+        committed(&sluice.bootstrap, "sluice-t", "unreadable").await,
+        ends
+    );
     assert_eq!(function.count(), 2);
     sluice.stop().await;
 }

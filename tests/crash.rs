@@ -11,20 +11,12 @@ use std::{
 use common::{
     Daemon, TestRecord,
     function::{Answer, Function},
-    http_get, produce_all, stderr,
+    produce_all, stderr, wait_ready,
 };
 use nix::sys::signal::Signal;
 use sluice::broker::free_local_addr;
 
 const RECORDS: usize = 5000;
-
-async fn wait_ready(admin: std::net::SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !matches!(http_get(admin, "/readyz"), Ok((200, _))) {
-        assert!(Instant::now() < deadline, "sluice did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn distinct(function: &Function) -> HashMap<String, usize> {
     let mut seen = HashMap::new();

@@ -13,12 +13,9 @@ use axum::http::StatusCode;
 use common::{
     InProcess, committed,
     function::{Answer, Function},
-    produce_all, read_topic,
+    header_map, produce_all, read_topic, wait_committed,
 };
-use rdkafka::{
-    Message,
-    message::{Headers, OwnedMessage},
-};
+use rdkafka::{Message, message::OwnedMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -46,33 +43,6 @@ triggers:
     initial_offset: earliest
 {extra}"
     )
-}
-
-fn header_map(message: &OwnedMessage) -> HashMap<String, Vec<u8>> {
-    message
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Waits until the trigger's committed offsets reach `ends` (per partition).
-async fn wait_committed(bootstrap: &str, group: &str, topic: &str, ends: &BTreeMap<i32, i64>) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let got = committed(bootstrap, group, topic).await;
-        if ends.iter().all(|(p, end)| got.get(p) == Some(end)) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "committed {got:?}, expected {ends:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

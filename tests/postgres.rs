@@ -14,9 +14,8 @@ use std::{
 use common::{
     Daemon,
     function::{Answer, Function},
-    http_get,
     postgres::Postgres,
-    run, stderr, wait_for_port,
+    run, stderr, wait_for_port, wait_ready,
 };
 use nix::sys::signal::Signal;
 use sluice::broker::free_local_addr;
@@ -39,14 +38,6 @@ fn produce(bootstrap: &str, from: u64, count: u64) {
         lines.as_bytes(),
     );
     assert!(output.status.success(), "{}", stderr(&output));
-}
-
-async fn wait_ready(admin: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !matches!(http_get(admin, "/readyz"), Ok((200, _))) {
-        assert!(Instant::now() < deadline, "a replica did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// How many times each sequence number reached the function.

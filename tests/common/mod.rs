@@ -501,6 +501,52 @@ pub async fn committed(
         .collect()
 }
 
+/// Waits until the group's committed offsets reach `ends` on each partition `ends` names.
+pub async fn wait_committed(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    ends: &std::collections::BTreeMap<i32, i64>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = committed(bootstrap, group, topic).await;
+        if ends.iter().all(|(p, end)| got.get(p) == Some(end)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "committed {got:?}, expected {ends:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until the admin server at `admin` answers `/readyz` with 200.
+pub async fn wait_ready(admin: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(http_get(admin, "/readyz"), Ok((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "sluice at {admin} did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A record's headers by name; a header without a value maps to no bytes.
+pub fn header_map(message: &impl rdkafka::Message) -> std::collections::HashMap<String, Vec<u8>> {
+    use rdkafka::message::Headers as _;
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Whether `confluent_kafka` can be imported; in CI it must be.
 pub fn python_client() -> bool {
     let ok = Command::new("python3")
