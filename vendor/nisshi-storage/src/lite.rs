@@ -341,8 +341,8 @@ impl PoolConnection {
     }
 
     /// Patched for sluice: gives a statement back to the cache, reset, so it holds no
-    /// transaction open. Only `execute` and `query_one_cached` use the cache, which are done
-    /// with the statement when they return: the rows of `query` and the row of `query_one`
+    /// transaction open. Only `execute`, `query_one_cached` and `query_cached_each` use the
+    /// cache, which are done with the statement when they return: the rows of `query` and the row of `query_one`
     /// read their columns from the statement itself, which must not be reset under them.
     fn cache_statement(&self, key: &str, statement: Statement) {
         statement.reset();
@@ -585,6 +585,46 @@ impl PoolConnection {
             error!(?err, elapsed_millis = elapsed_millis(start));
             SQL_ERROR.add(1, &self.attributes_for_error(Some(sql), err)[..]);
         })
+    }
+
+    /// Patched for sluice: `sql`'s query through the statement cache, each row given to
+    /// `each` while it answers true. The rows are read before the statement is reset and
+    /// kept, so `each` must copy out what it keeps (a fetch runs two such queries for each
+    /// partition it reads).
+    #[instrument(skip_all)]
+    async fn query_cached_each<P>(
+        &self,
+        sql: &str,
+        params: P,
+        mut each: impl FnMut(&Row) -> Result<bool>,
+    ) -> Result<()>
+    where
+        P: IntoParams,
+        P: Debug,
+    {
+        debug!(sql, ?params);
+
+        let start = SystemTime::now();
+
+        let statement = self.cached_statement(sql).await?;
+
+        let read = async {
+            let mut rows = statement.query(params).await?;
+            while let Some(row) = rows.next().await? {
+                if !each(&row)? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        self.cache_statement(sql, statement);
+
+        let attributes = [KeyValue::new("sql", sql.to_owned())];
+        SQL_DURATION.record(elapsed_millis(start), &attributes);
+        SQL_REQUESTS.add(1, &attributes);
+
+        read.inspect_err(|err| error!(?err, sql, elapsed_millis = elapsed_millis(start)))
     }
 }
 
@@ -2939,41 +2979,6 @@ impl Storage for Delegate {
 
         let c = self.connection().await?;
 
-        // Patched for sluice: the records are read by an index scan in offset order that
-        // stops once their keys and values reach `max_bytes`, instead of a window function
-        // that sized every record up to the high watermark, so a fetch costs what it
-        // returns, not the partition's lag.
-        let mut records = if let Some(key) = key_filter {
-            let key_bytes = key.as_bytes().to_vec();
-            c.query(
-                "record_fetch_keyed.sql",
-                (
-                    self.cluster.as_str(),
-                    base_topic,
-                    topition.partition(),
-                    offset,
-                    (max_bytes as i64),
-                    high_watermark,
-                    key_bytes,
-                ),
-            )
-            .await
-            .inspect_err(|err| error!(?err))?
-        } else {
-            c.query(
-                "record_scan.sql",
-                (
-                    self.cluster.as_str(),
-                    topition.topic(),
-                    topition.partition(),
-                    offset,
-                    high_watermark,
-                ),
-            )
-            .await
-            .inspect_err(|err| error!(?err))?
-        };
-
         // Patched for sluice: the rows first, so that the headers of all of them are read
         // with one indexed query (upstream runs a query per record, each a scan of the
         // whole header table).
@@ -2993,7 +2998,7 @@ impl Storage for Delegate {
         // larger than the limit cannot stall its partition.
         let mut rows = vec![];
         let mut bytes = 0i64;
-        while let Some(row) = records.next().await? {
+        let mut take = |row: &libsql::Row| -> Result<bool> {
             let row = Row {
                 offset: row.get::<i64>(0).inspect_err(|err| error!(?err))?,
                 attributes: row
@@ -3027,58 +3032,91 @@ impl Storage for Delegate {
             let size = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len() as i64);
             bytes += size(&row.key) + size(&row.value);
             if bytes >= i64::from(max_bytes) && !rows.is_empty() {
-                break;
+                return Ok(false);
             }
             rows.push(row);
-            if bytes >= i64::from(max_bytes) || has_deadline_expired() {
-                break;
-            }
-        }
-        drop(records);
+            Ok(bytes < i64::from(max_bytes) && !has_deadline_expired())
+        };
+
+        // Patched for sluice: the records are read by an index scan in offset order that
+        // stops once their keys and values reach `max_bytes`, instead of a window function
+        // that sized every record up to the high watermark, so a fetch costs what it
+        // returns, not the partition's lag. Both queries keep their statements prepared.
+        if let Some(key) = key_filter {
+            let key_bytes = key.as_bytes().to_vec();
+            c.query_cached_each(
+                "record_fetch_keyed.sql",
+                (
+                    self.cluster.as_str(),
+                    base_topic,
+                    topition.partition(),
+                    offset,
+                    (max_bytes as i64),
+                    high_watermark,
+                    key_bytes,
+                ),
+                &mut take,
+            )
+            .await
+            .inspect_err(|err| error!(?err))?
+        } else {
+            c.query_cached_each(
+                "record_scan.sql",
+                (
+                    self.cluster.as_str(),
+                    topition.topic(),
+                    topition.partition(),
+                    offset,
+                    high_watermark,
+                ),
+                &mut take,
+            )
+            .await
+            .inspect_err(|err| error!(?err))?
+        };
 
         if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
             let (first, last) = (first.offset, last.offset);
-            let mut headers = c
-                .query(
-                    "header_fetch_range.sql",
-                    (
-                        self.cluster.as_str(),
-                        base_topic,
-                        topition.partition(),
-                        first,
-                        last,
-                    ),
-                )
-                .await?;
-
             let mut i = 0;
-            while let Some(header) = headers.next().await? {
-                let offset = header.get::<i64>(0).inspect_err(|err| error!(?err))?;
-                while i < rows.len() && rows[i].offset < offset {
-                    i += 1;
-                }
-                let Some(row) = rows.get_mut(i).filter(|row| row.offset == offset) else {
-                    continue;
-                };
+            c.query_cached_each(
+                "header_fetch_range.sql",
+                (
+                    self.cluster.as_str(),
+                    base_topic,
+                    topition.partition(),
+                    first,
+                    last,
+                ),
+                |header| {
+                    let offset = header.get::<i64>(0).inspect_err(|err| error!(?err))?;
+                    while i < rows.len() && rows[i].offset < offset {
+                        i += 1;
+                    }
+                    let Some(row) = rows.get_mut(i).filter(|row| row.offset == offset) else {
+                        return Ok(true);
+                    };
 
-                let mut header_builder = Header::builder();
+                    let mut header_builder = Header::builder();
 
-                if let Some(k) = header
-                    .get::<Option<Vec<u8>>>(1)
-                    .inspect_err(|err| error!(?err))?
-                {
-                    header_builder = header_builder.key(Bytes::from(k));
-                }
+                    if let Some(k) = header
+                        .get::<Option<Vec<u8>>>(1)
+                        .inspect_err(|err| error!(?err))?
+                    {
+                        header_builder = header_builder.key(Bytes::from(k));
+                    }
 
-                if let Some(v) = header
-                    .get::<Option<Vec<u8>>>(2)
-                    .inspect_err(|err| error!(?err))?
-                {
-                    header_builder = header_builder.value(Bytes::from(v));
-                }
+                    if let Some(v) = header
+                        .get::<Option<Vec<u8>>>(2)
+                        .inspect_err(|err| error!(?err))?
+                    {
+                        header_builder = header_builder.value(Bytes::from(v));
+                    }
 
-                row.headers.push(header_builder.into());
-            }
+                    row.headers.push(header_builder.into());
+                    Ok(true)
+                },
+            )
+            .await?;
         }
 
         let mut batches = vec![];
