@@ -155,18 +155,22 @@ async fn in_process_function(recorder: Recorder) -> SocketAddr {
     }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            serve(listener, on_body).await;
-        });
-    });
+    std::thread::spawn(move || serve_on_own_runtime(listener, on_body));
     addr
+}
+
+/// Serves a no-op function on `listener` from a single-threaded runtime on this thread,
+/// until the process ends.
+fn serve_on_own_runtime(listener: std::net::TcpListener, on_body: OnBody) {
+    listener.set_nonblocking(true).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        serve(listener, on_body).await;
+    });
 }
 
 /// The `command` function: serves on `$PORT` and appends each latency in microseconds to
@@ -174,36 +178,27 @@ async fn in_process_function(recorder: Recorder) -> SocketAddr {
 fn function_process() {
     let port: u16 = std::env::var("PORT").unwrap().parse().unwrap();
     let out = std::env::var("LATENCY_OUT").unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let file = Mutex::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(out)
-                .unwrap(),
-        );
-        serve(
-            listener,
-            Arc::new(move |body: &[u8]| {
-                let now = now_us();
-                if let Some((sent, _)) = stamp(body)
-                    && sent != WARM_UP
-                {
-                    // One write of a whole line: instances append to one file.
-                    let line = format!("{}\n", now.saturating_sub(sent));
-                    let _ = file.lock().unwrap().write_all(line.as_bytes());
-                }
-            }),
-        )
-        .await;
-    });
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let file = Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .unwrap(),
+    );
+    serve_on_own_runtime(
+        listener,
+        Arc::new(move |body: &[u8]| {
+            let now = now_us();
+            if let Some((sent, _)) = stamp(body)
+                && sent != WARM_UP
+            {
+                // One write of a whole line: instances append to one file.
+                let line = format!("{}\n", now.saturating_sub(sent));
+                let _ = file.lock().unwrap().write_all(line.as_bytes());
+            }
+        }),
+    );
 }
 
 fn producer(bootstrap: &str) -> FutureProducer {

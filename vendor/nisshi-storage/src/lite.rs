@@ -341,9 +341,10 @@ impl PoolConnection {
     }
 
     /// Patched for sluice: gives a statement back to the cache, reset, so it holds no
-    /// transaction open. Only `execute`, `query_one_cached` and `query_cached_each` use the
-    /// cache, which are done with the statement when they return: the rows of `query` and the row of `query_one`
-    /// read their columns from the statement itself, which must not be reset under them.
+    /// transaction open. Only `execute` and `query_cached_each` use the cache, which are
+    /// done with the statement when they return: the rows of `query` and the row of
+    /// `query_one` read their columns from the statement itself, which must not be reset
+    /// under them.
     fn cache_statement(&self, key: &str, statement: Statement) {
         statement.reset();
         if let Ok(mut statements) = self.statements.lock() {
@@ -547,50 +548,11 @@ impl PoolConnection {
         }
     }
 
-    /// Patched for sluice: the first row of `sql`'s query, taken apart by `read` before the
-    /// statement is reset and kept in the cache (a fetch reads a partition's watermarks each
-    /// time a produce wakes it, and preparing that query cost more than running it).
-    #[instrument(skip_all)]
-    async fn query_one_cached<P, T>(
-        &self,
-        sql: &str,
-        params: P,
-        read: impl FnOnce(&Row) -> result::Result<T, libsql::Error>,
-    ) -> result::Result<T, libsql::Error>
-    where
-        P: IntoParams,
-        P: Debug,
-    {
-        debug!(sql, ?params);
-
-        let start = SystemTime::now();
-
-        let statement = self.cached_statement(sql).await?;
-
-        let read = match statement.query(params).await {
-            Ok(mut rows) => match rows.next().await {
-                Ok(Some(row)) => read(&row),
-                Ok(None) => Err(libsql::Error::Misuse(format!("sql={sql}"))),
-                Err(err) => Err(err),
-            },
-            Err(err) => Err(err),
-        };
-        self.cache_statement(sql, statement);
-
-        let attributes = [KeyValue::new("sql", sql.to_owned())];
-        SQL_DURATION.record(elapsed_millis(start), &attributes);
-        SQL_REQUESTS.add(1, &attributes);
-
-        read.inspect_err(|err| {
-            error!(?err, elapsed_millis = elapsed_millis(start));
-            SQL_ERROR.add(1, &self.attributes_for_error(Some(sql), err)[..]);
-        })
-    }
 
     /// Patched for sluice: `sql`'s query through the statement cache, each row given to
     /// `each` while it answers true. The rows are read before the statement is reset and
-    /// kept, so `each` must copy out what it keeps (a fetch runs two such queries for each
-    /// partition it reads).
+    /// kept, so `each` must copy out what it keeps (a fetch runs three such queries for each
+    /// partition it reads: watermarks, records and headers).
     #[instrument(skip_all)]
     async fn query_cached_each<P>(
         &self,
@@ -3190,20 +3152,26 @@ impl Storage for Delegate {
 
         let c = self.connection().await?;
 
+        // Patched for sluice: through the statement cache, as a fetch reads this for each
+        // partition whenever a produce wakes it.
         let base_topic = self.base_topic(topition.topic()).await?;
-        let (log_start, high_watermark, last_stable) = c
-            .query_one_cached(
-                "watermark_select.sql",
-                (self.cluster.as_str(), base_topic, topition.partition()),
-                |row| {
-                    Ok((
-                        row.get::<Option<i64>>(0)?,
-                        row.get::<Option<i64>>(1)?,
-                        row.get::<Option<i64>>(2)?,
-                    ))
-                },
-            )
-            .await
+        let mut stage = None;
+        c.query_cached_each(
+            "watermark_select.sql",
+            (self.cluster.as_str(), base_topic, topition.partition()),
+            |row| {
+                stage = Some((
+                    row.get::<Option<i64>>(0)?,
+                    row.get::<Option<i64>>(1)?,
+                    row.get::<Option<i64>>(2)?,
+                ));
+                Ok(false)
+            },
+        )
+        .await
+        .inspect_err(|err| error!(?topition, ?err))?;
+        let (log_start, high_watermark, last_stable) = stage
+            .ok_or_else(|| libsql::Error::Misuse(String::from("sql=watermark_select.sql")))
             .inspect_err(|err| error!(?topition, ?err))?;
 
         let log_start = log_start.unwrap_or_default();
