@@ -16,7 +16,10 @@ use std::{
     time::Duration,
 };
 
-use nisshi_broker::{broker::Broker, coordinator::group::administrator::Controller};
+use nisshi_broker::{
+    broker::Broker,
+    coordinator::group::administrator::{Controller, GroupCoordinatorConfig},
+};
 use nisshi_storage::ArcDynStorage;
 use tokio::{net::TcpStream, task::JoinHandle, time::Instant};
 use tracing::{debug, info, warn};
@@ -34,6 +37,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// tried: ten seconds in all, long enough for a broker that just stopped to let go.
 const LOCKED_ATTEMPTS: u32 = 50;
 const LOCKED_BACKOFF: Backoff = Backoff::constant(Duration::from_millis(200));
+
+/// How long an empty consumer group's first rebalance waits for more members to join.
+/// Kafka's `group.initial.rebalance.delay.ms` is 3 s, which a member that rejoins a group after
+/// a clean close would wait out every time; one broker on a laptop or a handful of replicas
+/// join within a fraction of this.
+const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(300);
 
 /// The file, under the data directory, that holds the broker's SQLite database.
 pub const DATABASE_FILE: &str = "broker.db";
@@ -86,8 +95,7 @@ impl BrokerError {
     fn is_locked(&self) -> bool {
         match self {
             Self::Broker(err) => match err.as_ref() {
-                nisshi_broker::Error::Storage(nisshi_storage::Error::LibSql(err))
-                | nisshi_broker::Error::LibSql(err) => is_locked(err),
+                nisshi_broker::Error::Storage(nisshi_storage::Error::LibSql(err)) => is_locked(err),
                 _ => false,
             },
             _ => false,
@@ -286,6 +294,10 @@ async fn launch(
         .otlp_endpoint_url(None)
         .authentication(false)
         .silent(true)
+        .group_coordinator(GroupCoordinatorConfig {
+            initial_rebalance_delay: INITIAL_REBALANCE_DELAY,
+            ..GroupCoordinatorConfig::default()
+        })
         .build()
         .await
         .map_err(|err| BrokerError::Broker(Box::new(err)))?;

@@ -4,7 +4,7 @@ mod common;
 
 use std::{collections::BTreeMap, collections::BTreeSet, time::Duration};
 
-use common::{group_consumer, producer, start_broker, start_broker_on};
+use common::{group_consumer, numbered_headers, producer, start_broker, start_broker_on};
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -104,17 +104,6 @@ async fn keys_headers_and_binary_values_round_trip() {
     broker.shutdown().await;
 }
 
-/// Record `n`'s headers: none for every third, else `n % 4 + 1` of them, named in an order
-/// that is not alphabetical so a reordering shows.
-fn numbered_headers(n: u32) -> Vec<(String, String)> {
-    if n % 3 == 0 {
-        return Vec::new();
-    }
-    (0..n % 4 + 1)
-        .map(|i| (format!("h{}", 9 - i), format!("{n}-{i}")))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_gets_its_own_headers_back_in_order() {
     const COUNT: u32 = 3000;
@@ -165,18 +154,11 @@ async fn every_record_gets_its_own_headers_back_in_order() {
             .unwrap()
             .parse()
             .unwrap();
-        let got: Vec<(String, String)> = message
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        let value = String::from_utf8(h.value.unwrap().to_vec()).unwrap();
-                        (h.key.to_owned(), value)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        assert_eq!(got, numbered_headers(n), "headers of record {n}");
+        assert_eq!(
+            common::header_pairs(&message),
+            numbered_headers(n),
+            "headers of record {n}"
+        );
         let _ = seen.insert(n);
     }
     tokio::task::spawn_blocking(move || drop(consumer))

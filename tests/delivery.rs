@@ -126,7 +126,9 @@ async fn binary_keys_and_headers_round_trip_and_big_values_arrive() {
     let function = Function::start(|_, _| Answer::ok()).await;
     let yaml = trigger_yaml("bytes", 1, &function.url(), "");
     let sluice = InProcess::start(&yaml).await;
-    let big = vec![b'z'; 1024 * 1024];
+    // Big, and within Kafka's default max.message.bytes (1,048,588 bytes a batch), which the
+    // broker enforces as Kafka does.
+    let big = vec![b'z'; 1_000_000];
     produce_all(
         &sluice.bootstrap,
         "bytes",

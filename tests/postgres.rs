@@ -7,29 +7,19 @@ mod common;
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     time::{Duration, Instant},
 };
 
 use common::{
     Daemon,
     function::{Answer, Function},
-    postgres::Postgres,
-    run, stderr, wait_for_port, wait_ready,
+    postgres::{Postgres, broker},
+    run, stderr, wait_ready,
 };
 use nix::sys::signal::Signal;
 use sluice::broker::free_local_addr;
 
 const RECORDS: u64 = 2000;
-
-fn broker(url: &str, listen: SocketAddr, dir: &std::path::Path) -> Daemon {
-    let broker = Daemon::spawn(
-        &["broker", "--listen", &listen.to_string(), "--storage", url],
-        dir,
-    );
-    wait_for_port(listen, Duration::from_secs(60));
-    broker
-}
 
 fn produce(bootstrap: &str, from: u64, count: u64) {
     let lines: String = (from..from + count).map(|n| format!("{n}\n")).collect();

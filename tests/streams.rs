@@ -194,12 +194,11 @@ fn sse_events(
         } else if let Some(data) = line
             .strip_prefix("data: ")
             .or_else(|| line.strip_prefix("data:"))
+            && let Some(id) = id.take()
         {
-            if let Some(id) = id.take() {
-                events.push((id, serde_json::from_str(data.trim()).unwrap()));
-                if events.len() == n {
-                    break;
-                }
+            events.push((id, serde_json::from_str(data.trim()).unwrap()));
+            if events.len() == n {
+                break;
             }
         }
     }

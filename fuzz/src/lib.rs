@@ -1,13 +1,18 @@
 //! What the fuzz targets share: the broker's request dispatch over a storage engine, fed
 //! one request frame at a time, as a connection's bytes are after framing.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use nisshi_broker::{Error, coordinator::group::administrator::Controller, service};
+use nisshi_broker::{
+    Error,
+    coordinator::group::administrator::{Controller, GroupCoordinatorConfig},
+    service,
+};
+use nisshi_sans_io::BytesInput;
 use nisshi_service::{BytesFrameLayer, BytesFrameService, FrameRouteService};
 use nisshi_storage::{ArcDynStorage, StorageContainer};
-use rama::{Context, Layer as _, Service as _};
+use rama::{Layer as _, Service as _};
 use tokio::runtime::Runtime;
 use url::Url;
 
@@ -15,7 +20,7 @@ use url::Url;
 /// connection runs them.
 pub struct Broker {
     runtime: Runtime,
-    service: BytesFrameService<FrameRouteService<(), Error>>,
+    service: BytesFrameService<FrameRouteService<Error>>,
 }
 
 impl Broker {
@@ -30,7 +35,10 @@ impl Broker {
                 .expect("a runtime for the fuzzed broker");
             let storage = Url::parse(storage).expect("a storage URL");
             let service = runtime.block_on(async {
-                let storage = StorageContainer::builder()
+                let mut builder = StorageContainer::builder();
+                builder.with_factory(Arc::new(nisshi_storage_dynostore::MemoryEngineFactory));
+                builder.with_factory(Arc::new(nisshi_storage_sql::LiteEngineFactory));
+                let storage = builder
                     .cluster_id("fuzz")
                     .node_id(1)
                     .advertised_listener(Url::parse("tcp://127.0.0.1:9092").unwrap())
@@ -41,11 +49,11 @@ impl Broker {
                     .silent(true)
                     .build()
                     .await
-                    .map(|storage| std::sync::Arc::new(storage) as ArcDynStorage)
+                    .map(|storage| Arc::new(storage) as ArcDynStorage)
                     .expect("the storage builds");
-                let groups = Controller::with_storage(storage.clone()).expect("a coordinator");
+                let groups = Controller::new(storage.clone(), GroupCoordinatorConfig::default());
                 let route = service::storage::services(
-                    FrameRouteService::<(), Error>::builder(),
+                    FrameRouteService::<Error>::builder(),
                     storage,
                 )
                 .and_then(|builder| service::coordinator::services(builder, groups))
@@ -70,7 +78,7 @@ impl Broker {
         self.runtime.block_on(async {
             let _ = tokio::time::timeout(
                 std::time::Duration::from_millis(25),
-                self.service.serve(Context::default(), Bytes::clone(&frame)),
+                self.service.serve(BytesInput::from(Bytes::clone(&frame))),
             )
             .await;
         });

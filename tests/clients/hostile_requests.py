@@ -27,13 +27,18 @@ TOPIC = f"hostile-{uuid.uuid4().hex[:8]}"
 CLIENT_ID = b"sluice-hostile"
 TIMEOUT_S = 120
 
-# Kafka's error codes that the answers below must carry.
-CORRUPT_MESSAGE = 2
+# Kafka's error codes that the answers below must carry. A batch whose records do not decode
+# is INVALID_RECORD, as Kafka's own record validation answers it (CORRUPT_MESSAGE is for a
+# batch whose CRC does not match); a compressed batch that would inflate past the broker's
+# limit is MESSAGE_TOO_LARGE; a partition count over the broker's limit is POLICY_VIOLATION,
+# as Kafka answers a create.topic.policy's refusal.
+MESSAGE_TOO_LARGE = 10
 INCONSISTENT_GROUP_PROTOCOL = 23
 INVALID_SESSION_TIMEOUT = 26
-INVALID_PARTITIONS = 37
 INVALID_REPLICATION_FACTOR = 38
 INVALID_REQUEST = 42
+POLICY_VIOLATION = 44
+INVALID_RECORD = 87
 
 failed = []
 
@@ -298,21 +303,21 @@ if exchange(request(*metadata_v1([TOPIC]))) is None:
     os._exit(1)
 time.sleep(0.5)
 
-check("a batch claiming 2^32-1 records is CORRUPT_MESSAGE",
-      lambda: expect_produce_error(record(), 0xFFFFFFFF, CORRUPT_MESSAGE))
-check("a record claiming 2^31-1 headers is CORRUPT_MESSAGE",
-      lambda: expect_produce_error(record(2**31 - 1), 1, CORRUPT_MESSAGE))
-check("a record claiming a negative header count is CORRUPT_MESSAGE",
-      lambda: expect_produce_error(record(-5), 1, CORRUPT_MESSAGE))
-check("a record whose value runs past the batch is CORRUPT_MESSAGE",
+check("a batch claiming 2^32-1 records is INVALID_RECORD",
+      lambda: expect_produce_error(record(), 0xFFFFFFFF, INVALID_RECORD))
+check("a record claiming 2^31-1 headers is INVALID_RECORD",
+      lambda: expect_produce_error(record(2**31 - 1), 1, INVALID_RECORD))
+check("a record claiming a negative header count is INVALID_RECORD",
+      lambda: expect_produce_error(record(-5), 1, INVALID_RECORD))
+check("a record whose value runs past the batch is INVALID_RECORD",
       lambda: expect_produce_error(zigzag(6) + b"\x00" + zigzag(0) + zigzag(0) + zigzag(-1) + zigzag(1000), 1,
-                                   CORRUPT_MESSAGE))
-check("a snappy batch of a bare xerial header is CORRUPT_MESSAGE",
-      lambda: expect_produce_error(b"\x82SNAPPY\x00\x00\x00\x00\x01", 1, CORRUPT_MESSAGE, attributes=2))
-check("a snappy batch declaring 4 GiB is CORRUPT_MESSAGE",
-      lambda: expect_produce_error(b"\xff\xff\xff\xff\x0f\x00", 1, CORRUPT_MESSAGE, attributes=2))
-check("CreateTopics with 2^31-1 partitions is INVALID_PARTITIONS",
-      lambda: expect_create_error(2**31 - 1, 1, INVALID_PARTITIONS))
+                                   INVALID_RECORD))
+check("a snappy batch of a bare xerial header is INVALID_RECORD",
+      lambda: expect_produce_error(b"\x82SNAPPY\x00\x00\x00\x00\x01", 1, INVALID_RECORD, attributes=2))
+check("a snappy batch declaring 4 GiB is MESSAGE_TOO_LARGE",
+      lambda: expect_produce_error(b"\xff\xff\xff\xff\x0f\x00", 1, MESSAGE_TOO_LARGE, attributes=2))
+check("CreateTopics with 2^31-1 partitions is POLICY_VIOLATION",
+      lambda: expect_create_error(2**31 - 1, 1, POLICY_VIOLATION))
 check("CreateTopics with replication factor -5 is INVALID_REPLICATION_FACTOR",
       lambda: expect_create_error(1, -5, INVALID_REPLICATION_FACTOR))
 check("JoinGroup without protocols is INCONSISTENT_GROUP_PROTOCOL",

@@ -403,6 +403,17 @@ pub async fn start_running(text: &str) -> sluice::app::Running {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Record `n`'s headers: none for every third, else `n % 4 + 1` of them, named in an order
+/// that is not alphabetical so a reordering shows.
+pub fn numbered_headers(n: u32) -> Vec<(String, String)> {
+    if n.is_multiple_of(3) {
+        return Vec::new();
+    }
+    (0..n % 4 + 1)
+        .map(|i| (format!("h{}", 9 - i), format!("{n}-{i}")))
+        .collect()
+}
+
 /// A record to produce: key, value, headers.
 pub type TestRecord = (Option<Vec<u8>>, Vec<u8>, Vec<(String, Vec<u8>)>);
 
@@ -542,6 +553,22 @@ pub fn header_map(message: &impl rdkafka::Message) -> std::collections::HashMap<
         .map(|h| {
             h.iter()
                 .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A record's headers in order, as `(name, UTF-8 value)` pairs.
+pub fn header_pairs(message: &impl rdkafka::Message) -> Vec<(String, String)> {
+    use rdkafka::message::Headers as _;
+    message
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    let value = String::from_utf8(h.value.unwrap().to_vec()).unwrap();
+                    (h.key.to_owned(), value)
+                })
                 .collect()
         })
         .unwrap_or_default()

@@ -5,7 +5,25 @@
 //! server runs as the `postgres` user. `.ci/run` installs PostgreSQL; elsewhere a machine
 //! without it skips the tests that need it, with the reason.
 
-use std::{net::Ipv4Addr, os::unix::fs::PermissionsExt, path::PathBuf, process::Command};
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use super::{Daemon, wait_for_port};
+
+/// Starts `sluice broker` on `listen` with storage `url` and waits for its port.
+pub fn broker(url: &str, listen: SocketAddr, dir: &Path) -> Daemon {
+    let broker = Daemon::spawn(
+        &["broker", "--listen", &listen.to_string(), "--storage", url],
+        dir,
+    );
+    wait_for_port(listen, Duration::from_secs(60));
+    broker
+}
 
 /// A running PostgreSQL server with a database `broker`, trusted for user `sluice`.
 pub struct Postgres {
@@ -97,6 +115,30 @@ impl Postgres {
     /// The storage URL for `embedded.storage`.
     pub fn url(&self) -> String {
         format!("postgres://sluice@127.0.0.1:{}/broker", self.port)
+    }
+
+    /// Runs the SQL in `file` (a `pg_dump`) in database `broker`, stopping at its first error.
+    /// psql is a client, so it runs as the test's user, not the server's.
+    pub fn load(&self, file: &Path) {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "sluice",
+            ])
+            .args(["-d", "broker", "-q", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "psql failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     /// `program` of the server's binaries with `args`, as the server's user.

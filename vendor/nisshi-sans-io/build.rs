@@ -12,6 +12,12 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
+// This build script only ever runs at compile time, generating this crate's protocol
+// types from the upstream Kafka JSON descriptors in `message/`; a panic here fails the
+// build, not a shipped binary, so it follows the same convention as the hand-written
+// codegen in `nisshi-model` (see e.g. `nisshi-model/src/lib.rs`'s `ToTokens` impls).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use convert_case::{Case, Casing};
 use nisshi_model::{CommonStruct, Field, Listener, Message, MessageKind, wv::Wv};
 use proc_macro2::TokenStream;
@@ -26,6 +32,256 @@ use std::{
     path::Path,
 };
 use syn::{Expr, Type};
+
+/// Fields whose values are secrets, as `(message, struct, field)` using the
+/// names in the message descriptors. The generated `Debug` writes these as
+/// `[hidden]`, so logging a message, `Body` or `Frame` doesn't log them.
+///
+/// Kafka 3.9.1 keeps SASL auth bytes out of its logs by never passing them to
+/// the request logger ([SaslServerAuthenticator.java#L425-L504]). It does log
+/// `SaltedPassword` and delegation token `Hmac` values, since its request
+/// logger only redacts configs ([RequestChannel.scala#L186-L212]). We hide
+/// those as well, following `DelegationToken.toString`
+/// ([DelegationToken.java#L74-L79]).
+///
+/// Kafka hides an `AlterConfigs` or `IncrementalAlterConfigs` value only when
+/// the config it names is sensitive, such as a password. We hide every value,
+/// topic configs included, because we keep no list of sensitive config names.
+///
+/// The build fails if an entry matches no field, so a renamed field can't
+/// silently stop being hidden.
+///
+/// [SaslServerAuthenticator.java#L425-L504]: https://github.com/apache/kafka/blob/3.9.1/clients/src/main/java/org/apache/kafka/common/security/authenticator/SaslServerAuthenticator.java#L425-L504
+/// [RequestChannel.scala#L186-L212]: https://github.com/apache/kafka/blob/3.9.1/core/src/main/scala/kafka/network/RequestChannel.scala#L186-L212
+/// [DelegationToken.java#L74-L79]: https://github.com/apache/kafka/blob/3.9.1/clients/src/main/java/org/apache/kafka/common/security/token/delegation/DelegationToken.java#L74-L79
+const SENSITIVE_FIELDS: &[(&str, &str, &str)] = &[
+    ("AlterConfigsRequest", "AlterableConfig", "Value"),
+    ("IncrementalAlterConfigsRequest", "AlterableConfig", "Value"),
+    (
+        "SaslAuthenticateRequest",
+        "SaslAuthenticateRequest",
+        "AuthBytes",
+    ),
+    (
+        "SaslAuthenticateResponse",
+        "SaslAuthenticateResponse",
+        "AuthBytes",
+    ),
+    (
+        "AlterUserScramCredentialsRequest",
+        "ScramCredentialUpsertion",
+        "SaltedPassword",
+    ),
+    (
+        "CreateDelegationTokenResponse",
+        "CreateDelegationTokenResponse",
+        "Hmac",
+    ),
+    (
+        "DescribeDelegationTokenResponse",
+        "DescribedDelegationToken",
+        "Hmac",
+    ),
+    (
+        "ExpireDelegationTokenRequest",
+        "ExpireDelegationTokenRequest",
+        "Hmac",
+    ),
+    (
+        "RenewDelegationTokenRequest",
+        "RenewDelegationTokenRequest",
+        "Hmac",
+    ),
+];
+
+/// `bytes` fields that hold no secret, so the derived `Debug` may log them.
+///
+/// The build fails on a `bytes` field that is in neither this list nor
+/// [`SENSITIVE_FIELDS`], so a new descriptor can't add a secret that we log.
+const LOGGABLE_BYTES_FIELDS: &[(&str, &str, &str)] = &[
+    // The server sends the salt to the client in the clear during SCRAM.
+    (
+        "AlterUserScramCredentialsRequest",
+        "ScramCredentialUpsertion",
+        "Salt",
+    ),
+    (
+        "DescribeGroupsResponse",
+        "DescribedGroupMember",
+        "MemberMetadata",
+    ),
+    (
+        "DescribeGroupsResponse",
+        "DescribedGroupMember",
+        "MemberAssignment",
+    ),
+    ("JoinGroupRequest", "JoinGroupRequestProtocol", "Metadata"),
+    ("JoinGroupResponse", "JoinGroupResponseMember", "Metadata"),
+    ("PushTelemetryRequest", "PushTelemetryRequest", "Metrics"),
+    (
+        "SyncGroupRequest",
+        "SyncGroupRequestAssignment",
+        "Assignment",
+    ),
+    ("SyncGroupResponse", "SyncGroupResponse", "Assignment"),
+];
+
+fn is_sensitive(module: &syn::Path, name: &Type, field: &Field) -> bool {
+    let module = module.to_token_stream().to_string();
+    let name = name.to_token_stream().to_string();
+
+    SENSITIVE_FIELDS
+        .iter()
+        .any(|(m, s, f)| m.to_case(Case::Snake) == module && *s == name && *f == field.name())
+}
+
+/// The derive attribute for a generated struct. `Debug` is left out when the
+/// struct has a sensitive field: [`debug_impl`] writes it instead.
+fn derived(module: &syn::Path, name: &Type, fields: &[Field]) -> TokenStream {
+    let debug =
+        (!fields.iter().any(|field| is_sensitive(module, name, field))).then(|| quote!(Debug,));
+
+    if fields.iter().any(Field::has_float) {
+        quote! {
+            #[derive(Clone, #debug Default, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
+        }
+    } else {
+        quote! {
+            #[derive(Clone, #debug Default, Eq, Hash, Ord, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
+        }
+    }
+}
+
+/// A `Debug` impl for a struct with a sensitive field, matching the derived
+/// output except that sensitive fields are written as `[hidden]`.
+fn debug_impl(
+    module: &syn::Path,
+    name: &Type,
+    fields: &[Field],
+    include_tag: bool,
+) -> Option<TokenStream> {
+    fields
+        .iter()
+        .any(|field| is_sensitive(module, name, field))
+        .then(|| {
+            let label = name.to_token_stream().to_string();
+
+            let entries = fields
+                .iter()
+                .filter(|field| include_tag || field.tag().is_none())
+                .map(|field| {
+                    let ident = field.ident();
+                    let label = syn::ext::IdentExt::unraw(&ident).to_string();
+
+                    if is_sensitive(module, name, field) {
+                        quote! {
+                            .field(#label, &crate::Redacted)
+                        }
+                    } else {
+                        quote! {
+                            .field(#label, &self.#ident)
+                        }
+                    }
+                })
+                .chain((!include_tag).then(|| {
+                    quote! {
+                        .field("tag_buffer", &self.tag_buffer)
+                    }
+                }));
+
+            quote! {
+                impl ::std::fmt::Debug for #name {
+                    fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                        f.debug_struct(#label)
+                            #(#entries)*
+                            .finish()
+                    }
+                }
+            }
+        })
+}
+
+/// Panics if a [`SENSITIVE_FIELDS`] or [`LOGGABLE_BYTES_FIELDS`] entry matches
+/// no field in `messages`, if a `bytes` field is in neither list, or if a
+/// [`SENSITIVE_FIELDS`] entry is a tagged field.
+fn check_sensitive_fields(messages: &[Message]) {
+    struct Found {
+        message: String,
+        name: String,
+        field: String,
+        bytes: bool,
+        tagged: bool,
+    }
+
+    impl Found {
+        fn is(&self, (message, name, field): &(&str, &str, &str)) -> bool {
+            self.message == *message && self.name == *name && self.field == *field
+        }
+    }
+
+    fn walk(message: &str, name: &str, fields: &[Field], found: &mut Vec<Found>) {
+        for field in fields {
+            found.push(Found {
+                message: message.into(),
+                name: name.into(),
+                field: field.name().into(),
+                bytes: field.kind().name().trim_start_matches("[]") == "bytes",
+                tagged: field.tag().is_some(),
+            });
+
+            if let Some(children) = field.fields() {
+                let child = field.kind().type_name().to_token_stream().to_string();
+                walk(message, &child, children, found);
+            }
+        }
+    }
+
+    let mut found = Vec::new();
+
+    for message in messages {
+        walk(message.name(), message.name(), message.fields(), &mut found);
+
+        for cs in message.common_structs().unwrap_or(&[][..]) {
+            walk(message.name(), cs.name(), cs.fields(), &mut found);
+        }
+    }
+
+    for (list, entries) in [
+        ("SENSITIVE_FIELDS", SENSITIVE_FIELDS),
+        ("LOGGABLE_BYTES_FIELDS", LOGGABLE_BYTES_FIELDS),
+    ] {
+        for entry in entries {
+            let (message, name, field) = entry;
+
+            assert!(
+                found.iter().any(|found| found.is(entry)),
+                "{list}: no field {field} in struct {name} of message {message}; \
+                 update the entry to match the descriptor"
+            );
+        }
+    }
+
+    for found in &found {
+        let sensitive = SENSITIVE_FIELDS.iter().any(|entry| found.is(entry));
+        let (message, name, field) = (&found.message, &found.name, &found.field);
+
+        assert!(
+            !found.bytes || sensitive || LOGGABLE_BYTES_FIELDS.iter().any(|entry| found.is(entry)),
+            "bytes field {field} in struct {name} of message {message} is in neither \
+             SENSITIVE_FIELDS nor LOGGABLE_BYTES_FIELDS; add it to SENSITIVE_FIELDS if it \
+             holds a secret, or to LOGGABLE_BYTES_FIELDS if it may be logged"
+        );
+
+        // The internal (mezzanine) struct keeps a tagged field's encoded value
+        // in `tag_buffer`, which its `Debug` writes in full, so the generated
+        // `Debug` can't hide a tagged field.
+        assert!(
+            !(sensitive && found.tagged),
+            "SENSITIVE_FIELDS: field {field} in struct {name} of message {message} is \
+             tagged, and the generated Debug can't hide a tagged field"
+        );
+    }
+}
 
 #[derive(Debug)]
 #[allow(dead_code)]
@@ -166,6 +422,116 @@ fn kind(
     }
 }
 
+/// Whether a field's generated type is `Option`-wrapped, mirroring the
+/// branching in [`kind`] above (needed to pick the right `arbitrary(with =
+/// ..)` helper for a scalar field, since that helper must return exactly the
+/// field's generated type).
+fn is_optional(parent: Option<&Field>, f: &Field) -> bool {
+    f.tag().is_some()
+        || f.kind().is_sequence()
+        || !(f.nullable().is_none() && f.versions().is_mandatory(parent.map(Field::versions)))
+}
+
+/// An `#[arbitrary(..)]` field attribute that makes a fuzzed struct match the
+/// shape a real request/response can actually have at `latest` (the
+/// containing message's highest `validVersions` entry) — the version that
+/// `fuzz/src/lib.rs::api_version` and every fuzz target implicitly target.
+///
+/// A field whose Rust type is `Option`-wrapped only because it isn't present
+/// in every version (see [`kind`]) is otherwise filled in by the derive with
+/// no regard for versioning: it can come back `Some` for a field that
+/// doesn't exist at version `latest` at all, or `None` for one that is
+/// mandatory there, combinations no real encoder/decoder pair would ever
+/// produce or accept for that version (e.g. `FetchTopic` getting neither of
+/// its version-gated `topic`/`topic_id` fields, or both at once). This
+/// function closes that gap:
+///
+/// - Not present in `latest`'s version range at all: always `None`, via
+///   `#[arbitrary(default)]` (sound regardless of kind, since `Option<T>`'s
+///   `Default` is `None` for every `T`).
+/// - Present in `latest`'s range, untagged, and not nullable there: a
+///   wire-valid message at `latest` always carries a value, so only the
+///   `Some` arm is ever generated.
+/// - Otherwise (tagged, or nullable at `latest`): both arms are legitimate
+///   wire shapes at `latest`, so the derive's own `Option` generation is left
+///   alone.
+///
+/// Two kinds need a hand-written generator regardless of the above, since
+/// `arbitrary` can't derive them on its own:
+///
+/// - `bytes` maps to `bytes::Bytes`, a foreign type the orphan rule stops us
+///   implementing `Arbitrary` for here, so fuzzed fields are instead built
+///   from an arbitrary `Vec<u8>` via `nisshi-sans-io/src/arbitrary_support.rs`.
+/// - `records` maps to `crate::RecordBatch`, whose `crc`/`batch_length`
+///   fields are checksums/lengths over the rest of the batch that a naive
+///   derive would produce inconsistent, invalid values for; `Default` (an
+///   empty batch, i.e. `None` when `Option`-wrapped) is used instead. This is
+///   sound under the same "nullable at `latest`" rule above: every `records`
+///   field in the upstream descriptors declares `nullableVersions` covering
+///   its whole `versions` range, so `None` is always a legitimate value
+///   wherever the field exists.
+///
+/// Neither `bytes` nor `records` occurs as a sequence in the upstream Kafka
+/// message descriptors (only as a scalar or `tag`/nullable-optional scalar),
+/// so only those two shapes are handled here.
+fn arbitrary_field_attribute(parent: Option<&Field>, latest: i16, field: &Field) -> TokenStream {
+    let is_opt = is_optional(parent, field);
+
+    if is_opt && !field.versions().within(latest) {
+        return quote! {
+            #[cfg_attr(feature = "arbitrary", arbitrary(default))]
+        };
+    }
+
+    match field.kind().name() {
+        "bytes" => {
+            // Only `crate::arbitrary_support::bytes` is checked in (rather than
+            // also a hand-written `bytes_option` counterpart) because no
+            // broker-listened message currently has a nullable `bytes` field;
+            // a hand-written function nothing generates a call to would be
+            // dead code. Should that change, this inline closure calls it.
+            let with = if is_opt {
+                quote! {
+                    |u: &mut arbitrary::Unstructured<'_>| crate::arbitrary_support::bytes(u).map(Some)
+                }
+            } else {
+                quote!(crate::arbitrary_support::bytes)
+            };
+
+            quote! {
+                #[cfg_attr(feature = "arbitrary", arbitrary(with = #with))]
+            }
+        }
+
+        "records" => quote! {
+            #[cfg_attr(feature = "arbitrary", arbitrary(default))]
+        },
+
+        _ if is_opt
+            && field.tag().is_none()
+            && !field.nullable().is_some_and(|range| range.within(latest)) =>
+        {
+            let t = field.kind().type_name();
+
+            let with = if field.kind().is_sequence() {
+                quote! {
+                    |u: &mut arbitrary::Unstructured<'_>| u.arbitrary::<Vec<#t>>().map(Some)
+                }
+            } else {
+                quote! {
+                    |u: &mut arbitrary::Unstructured<'_>| u.arbitrary::<#t>().map(Some)
+                }
+            };
+
+            quote! {
+                #[cfg_attr(feature = "arbitrary", arbitrary(with = #with))]
+            }
+        }
+
+        _ => quote!(),
+    }
+}
+
 fn tag_kind(
     _parent: Option<&Field>,
     module: &syn::Path,
@@ -265,6 +631,7 @@ fn body_enum(messages: &[Message], include_tag: bool) -> TokenStream {
         quote! {
             #[non_exhaustive]
             #[derive(Clone, Debug, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
+            #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
             #[serde(from = "mezzanine::Body")]
             #[serde(into = "mezzanine::Body")]
             #[doc = "A Kafka API request or response message body."]
@@ -319,6 +686,7 @@ fn visibility_field_kind(
     module: &syn::Path,
     dependencies: &[Type],
     include_tag: bool,
+    latest: i16,
 ) -> Vec<TokenStream> {
     fields
         .iter()
@@ -326,9 +694,12 @@ fn visibility_field_kind(
         .map(|field| {
             let ident = field.ident();
             let kind = kind(parent, module, field, dependencies);
+            let arbitrary_attr =
+                include_tag.then(|| arbitrary_field_attribute(parent, latest, field));
 
             field.about().map_or(
                 quote! {
+                    #arbitrary_attr
                     #visibility #ident: #kind
                 },
                 |about| {
@@ -336,6 +707,7 @@ fn visibility_field_kind(
 
                     quote! {
                         #[doc = #about]
+                        #arbitrary_attr
                         #visibility #ident: #kind
                     }
                 },
@@ -355,7 +727,17 @@ fn root_message_struct(message: &Message, include_tag: bool) -> TokenStream {
         syn::parse_str::<syn::Path>(&name.to_token_stream().to_string().to_case(Case::Snake))
             .unwrap();
 
-    let tokens = message_struct(&module, None, name, fields, common_structs, include_tag);
+    let latest = message.version().valid().end;
+
+    let tokens = message_struct(
+        &module,
+        None,
+        name,
+        fields,
+        common_structs,
+        include_tag,
+        latest,
+    );
 
     if include_tag {
         quote! {
@@ -445,6 +827,7 @@ fn message_struct(
     fields: &[Field],
     common_structs: Option<&[CommonStruct]>,
     include_tag: bool,
+    latest: i16,
 ) -> TokenStream {
     let dependencies: Vec<Type> = fields
         .iter()
@@ -469,15 +852,20 @@ fn message_struct(
                     children,
                     None,
                     include_tag,
+                    latest,
                 )
             })
         })
-        .chain(
-            common_structs
-                .unwrap_or(&[][..])
-                .iter()
-                .map(|cs| common_struct(parent, module, &cs.type_name(), cs.fields(), include_tag)),
-        )
+        .chain(common_structs.unwrap_or(&[][..]).iter().map(|cs| {
+            common_struct(
+                parent,
+                module,
+                &cs.type_name(),
+                cs.fields(),
+                include_tag,
+                latest,
+            )
+        }))
         .collect();
 
     let vfk = visibility_field_kind(
@@ -487,6 +875,7 @@ fn message_struct(
         module,
         &dependencies,
         include_tag,
+        latest,
     );
 
     let maximum_allocation_size = maximum_allocation_size(name, fields, include_tag);
@@ -607,15 +996,8 @@ fn message_struct(
             }
         });
 
-        let derived = if fields.iter().any(Field::has_float) {
-            quote! {
-                #[derive(Clone, Debug, Default, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
-            }
-        } else {
-            quote! {
-                #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
-            }
-        };
+        let derived = derived(module, name, fields);
+        let debug_impl = debug_impl(module, name, fields, include_tag);
 
         let visibility = if include_tag {
             quote! {
@@ -632,9 +1014,12 @@ fn message_struct(
         quote! {
             #[non_exhaustive]
             #derived
+            #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
             #visibility struct #name {
                 #(#vfk,)*
             }
+
+            #debug_impl
 
             #from_mezzanine
 
@@ -766,15 +1151,8 @@ fn message_struct(
             }
         });
 
-        let derived = if fields.iter().any(Field::has_float) {
-            quote! {
-                #[derive(Clone, Debug, Default, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
-            }
-        } else {
-            quote! {
-                #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
-            }
-        };
+        let derived = derived(module, name, fields);
+        let debug_impl = debug_impl(module, name, fields, include_tag);
 
         quote! {
             #derived
@@ -782,6 +1160,8 @@ fn message_struct(
                 #(#vfk,)*
                 pub tag_buffer: Option<crate::primitive::tagged::TagBuffer>,
             }
+
+            #debug_impl
 
             #from_tagged
 
@@ -823,9 +1203,10 @@ fn common_struct(
     name: &Type,
     fields: &[Field],
     include_tag: bool,
+    latest: i16,
 ) -> TokenStream {
     let vis = quote!(pub);
-    let vfk = visibility_field_kind(parent, Some(&vis), fields, module, &[], include_tag);
+    let vfk = visibility_field_kind(parent, Some(&vis), fields, module, &[], include_tag, latest);
     let maximum_allocation_size = maximum_allocation_size(name, fields, include_tag);
 
     if include_tag {
@@ -873,15 +1254,8 @@ fn common_struct(
         ))
         .unwrap();
 
-        let derived = if fields.iter().any(Field::has_float) {
-            quote! {
-                #[derive(Clone, Debug, Default, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
-            }
-        } else {
-            quote! {
-                #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
-            }
-        };
+        let derived = derived(module, name, fields);
+        let debug_impl = debug_impl(module, name, fields, include_tag);
 
         let visibility = if include_tag {
             quote! {
@@ -896,9 +1270,12 @@ fn common_struct(
         quote! {
             #[non_exhaustive]
             #derived
+            #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
             #visibility struct #name {
                 #(#vfk,)*
             }
+
+            #debug_impl
 
             impl #name {
                 #(#builders)*
@@ -1004,15 +1381,8 @@ fn common_struct(
         ))
         .unwrap();
 
-        let derived = if fields.iter().any(Field::has_float) {
-            quote! {
-                #[derive(Clone, Debug, Default, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
-            }
-        } else {
-            quote! {
-                #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, serde::Deserialize, serde::Serialize)]
-            }
-        };
+        let derived = derived(module, name, fields);
+        let debug_impl = debug_impl(module, name, fields, include_tag);
 
         quote! {
             #derived
@@ -1020,6 +1390,8 @@ fn common_struct(
                 #(#vfk,)*
                 pub tag_buffer: Option<crate::primitive::tagged::TagBuffer>,
             }
+
+            #debug_impl
 
             impl From<#from> for #name {
                 fn from(value: #from) -> Self {
@@ -1059,7 +1431,7 @@ fn process(messages: &[Message], include_tag: bool) -> TokenStream {
                 let module = syn::parse_str::<syn::Path>(
                     &name.to_token_stream().to_string().to_case(Case::Snake),
                 )
-                .unwrap_or_else(|_| panic!("module: {}", &name.to_token_stream().to_string()));
+                .unwrap_or_else(|_| panic!("module: {}", name.to_token_stream()));
 
                 let as_name = syn::parse_str::<syn::Path>(
                     &format!("As{}", name.to_token_stream()).to_case(Case::Snake),
@@ -1128,26 +1500,24 @@ fn process(messages: &[Message], include_tag: bool) -> TokenStream {
                 let name = message.type_name();
 
                 quote! {
-                    impl<State> rama::matcher::Matcher<State, Frame> for #name {
+                    impl rama::matcher::Matcher<Frame> for #name {
                         fn matches(
                             &self,
-                            ext: Option<&mut rama::context::Extensions>,
-                            ctx: &rama::Context<State>,
-                            req: &Frame,
+                            ext: Option<&rama::extensions::Extensions>,
+                            input: &Frame,
                         ) -> bool {
-                            req.api_key().is_ok_and(|api_key| api_key == Self::KEY)
+                            input.api_key().is_ok_and(|api_key| api_key == Self::KEY)
                         }
                     }
 
-                    impl<State, T> rama::matcher::Matcher<State, T> for #name
+                    impl<T> rama::matcher::Matcher<T> for #name
                     where
                         T: ApiKey,
                     {
                         fn matches(
                             &self,
-                            ext: Option<&mut rama::context::Extensions>,
-                            ctx: &rama::Context<State>,
-                            req: &T,
+                            ext: Option<&rama::extensions::Extensions>,
+                            input: &T,
                         ) -> bool {
                             T::KEY == Self::KEY
                         }
@@ -1209,7 +1579,7 @@ fn process(messages: &[Message], include_tag: bool) -> TokenStream {
                     }
                 }
 
-                pub fn api_name(&self) -> &str {
+                pub fn api_name(&self) -> &'static str {
                     match self {
                         #(#api_names)*
                     }
@@ -1352,6 +1722,8 @@ pub fn main() {
             broker_api_keys.contains(&message.api_key()) && !message.fields().is_empty()
         })
         .collect::<Vec<_>>();
+
+    check_sensitive_fields(&broker_messages);
 
     let tagged = process(&broker_messages, true);
     let untagged = process(&broker_messages, false);

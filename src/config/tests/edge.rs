@@ -13,7 +13,10 @@ fn ingress_and_streams_are_read_with_their_defaults() {
         token.display()
     ));
     let ingress = config.ingress.clone().unwrap();
-    assert_eq!(ingress.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(
+        ingress.listen,
+        "127.0.0.1:8080".parse::<std::net::SocketAddr>().unwrap()
+    );
     assert_eq!(ingress.max_body, 64 << 10);
     assert_eq!(ingress.static_dir.as_deref(), Some(dir.path()));
     assert_eq!(ingress.topics[0].name, "hits");
@@ -34,7 +37,7 @@ fn ingress_and_streams_are_read_with_their_defaults() {
     let config = ok("streams:\n  - path: /s\n    topic: t\n");
     assert_eq!(
         config.edge().unwrap().listen,
-        "127.0.0.1:8080".parse().unwrap()
+        "127.0.0.1:8080".parse::<std::net::SocketAddr>().unwrap()
     );
     assert_eq!(config.edge().unwrap().max_body, 1 << 20);
     assert!(ok("topics: []").edge().is_none());

@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -12,15 +12,15 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 use std::{
     collections::HashMap,
     env::vars,
     fmt, io,
-    net::AddrParseError,
+    net::{AddrParseError, SocketAddr},
     num::TryFromIntError,
     result,
     str::{FromStr, Utf8Error},
-    string::FromUtf8Error,
     sync::{Arc, LazyLock, PoisonError},
     time::{Duration, SystemTimeError},
 };
@@ -29,14 +29,11 @@ use glob::PatternError;
 use jsonschema::ValidationError;
 use nisshi_sans_io::ErrorCode;
 use opentelemetry::{InstrumentationScope, global, metrics::Meter};
-#[cfg(feature = "otlp")]
-use opentelemetry_otlp::ExporterBuildError;
 use opentelemetry_semantic_conventions::SCHEMA_URL;
 use regex::{Regex, Replacer};
 use thiserror::Error;
 use tokio::{sync::broadcast::error::SendError, task::JoinError};
 use tracing_subscriber::filter::ParseError;
-use url::Url;
 
 pub mod broker;
 pub mod coordinator;
@@ -79,49 +76,49 @@ pub enum Error {
     EmptyCoordinatorWrapper,
     EmptyJoinGroupRequestProtocol,
     ExpectedJoinGroupRequestProtocol(&'static str),
-    #[cfg(feature = "otlp")]
-    ExporterBuild(Arc<ExporterBuildError>),
 
     Hyper(Arc<hyper::http::Error>),
+
+    /// A sweep interval option in the storage URL has a value that the broker
+    /// rejects.
+    InvalidStorageOptionValue {
+        option: String,
+        value: String,
+    },
+
     Io(Arc<io::Error>),
     Join(Arc<JoinError>),
     Json(Arc<serde_json::Error>),
     KafkaProtocol(#[from] nisshi_sans_io::Error),
 
-    #[cfg(feature = "libsql")]
-    LibSql(Arc<libsql::Error>),
+    /// Another socket already listens on the address that the broker's listener binds.
+    ListenerInUse {
+        addr: SocketAddr,
+    },
 
     Message(String),
     Model(#[from] nisshi_model::Error),
 
-    #[cfg(feature = "dynostore")]
-    ObjectStore(Arc<object_store::Error>),
+    #[cfg(feature = "otlp")]
+    Otel(#[from] nisshi_otel::Error),
 
     ParseFilter(Arc<ParseError>),
     ParseInt(#[from] std::num::ParseIntError),
     Pattern(Arc<PatternError>),
     Poison,
 
-    #[cfg(feature = "postgres")]
-    Pool(Arc<deadpool_postgres::PoolError>),
+    ProgressStyleTemplate(Arc<indicatif::style::TemplateError>),
 
     Regex(#[from] regex::Error),
 
     SchemaRegistry(Arc<nisshi_schema::Error>),
     Service(#[from] nisshi_service::Error),
     Storage(#[from] nisshi_storage::Error),
-    StringUtf8(#[from] FromUtf8Error),
     SystemTime(#[from] SystemTimeError),
 
-    #[cfg(feature = "postgres")]
-    TokioPostgres(Arc<tokio_postgres::error::Error>),
     TryFromInt(#[from] TryFromIntError),
 
-    #[cfg(feature = "turso")]
-    Turso(Arc<turso::Error>),
-
     UnsupportedApiService(i16),
-    UnsupportedStorageUrl(Url),
     UnsupportedTracingFormat(String),
     Url(#[from] url::ParseError),
     Utf8(#[from] Utf8Error),
@@ -130,44 +127,9 @@ pub enum Error {
     Send(Arc<SendError<CancelKind>>),
 }
 
-#[cfg(feature = "libsql")]
-impl From<libsql::Error> for Error {
-    fn from(value: libsql::Error) -> Self {
-        Self::from(Arc::new(value))
-    }
-}
-
-#[cfg(feature = "libsql")]
-impl From<Arc<libsql::Error>> for Error {
-    fn from(value: Arc<libsql::Error>) -> Self {
-        Self::LibSql(value)
-    }
-}
-
-#[cfg(feature = "turso")]
-impl From<turso::Error> for Error {
-    fn from(value: turso::Error) -> Self {
-        Self::from(Arc::new(value))
-    }
-}
-
-#[cfg(feature = "turso")]
-impl From<Arc<turso::Error>> for Error {
-    fn from(value: Arc<turso::Error>) -> Self {
-        Self::Turso(value)
-    }
-}
-
 impl From<PatternError> for Error {
     fn from(value: PatternError) -> Self {
         Self::Pattern(Arc::new(value))
-    }
-}
-
-#[cfg(feature = "otlp")]
-impl From<ExporterBuildError> for Error {
-    fn from(value: ExporterBuildError) -> Self {
-        Self::ExporterBuild(Arc::new(value))
     }
 }
 
@@ -177,23 +139,15 @@ impl From<SendError<CancelKind>> for Error {
     }
 }
 
-#[cfg(feature = "postgres")]
-impl From<tokio_postgres::error::Error> for Error {
-    fn from(value: tokio_postgres::error::Error) -> Self {
-        Self::from(Arc::new(value))
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl From<Arc<tokio_postgres::error::Error>> for Error {
-    fn from(value: Arc<tokio_postgres::error::Error>) -> Self {
-        Self::TokioPostgres(value)
-    }
-}
-
 impl From<hyper::http::Error> for Error {
     fn from(value: hyper::http::Error) -> Self {
         Self::Hyper(Arc::new(value))
+    }
+}
+
+impl From<indicatif::style::TemplateError> for Error {
+    fn from(value: indicatif::style::TemplateError) -> Self {
+        Self::ProgressStyleTemplate(Arc::new(value))
     }
 }
 
@@ -215,37 +169,9 @@ impl From<Arc<serde_json::Error>> for Error {
     }
 }
 
-#[cfg(feature = "dynostore")]
-impl From<object_store::Error> for Error {
-    fn from(value: object_store::Error) -> Self {
-        Self::from(Arc::new(value))
-    }
-}
-
-#[cfg(feature = "dynostore")]
-impl From<Arc<object_store::Error>> for Error {
-    fn from(value: Arc<object_store::Error>) -> Self {
-        Self::ObjectStore(value)
-    }
-}
-
 impl From<ParseError> for Error {
     fn from(value: ParseError) -> Self {
         Self::ParseFilter(Arc::new(value))
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(value: deadpool_postgres::PoolError) -> Self {
-        Self::from(Arc::new(value))
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl From<Arc<deadpool_postgres::PoolError>> for Error {
-    fn from(value: Arc<deadpool_postgres::PoolError>) -> Self {
-        Self::Pool(value)
     }
 }
 

@@ -12,14 +12,7 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-#[cfg(feature = "otlp")]
-use ::tracing::debug;
-#[cfg(feature = "otlp")]
-use opentelemetry::{KeyValue, global};
-#[cfg(feature = "otlp")]
-use opentelemetry_otlp::{Protocol, WithExportConfig as _};
-#[cfg(feature = "otlp")]
-use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use url::Url;
 
 use crate::{Result, TracingFormat};
@@ -39,34 +32,16 @@ pub fn init(tracing_format: TracingFormat) -> Result<Guard> {
 /// Without the `otlp` feature there is no exporter: asking for one is an error, not a
 /// silently dropped setting.
 #[cfg(not(feature = "otlp"))]
-pub fn metric_exporter(endpoint: Url) -> Result<()> {
+pub fn metric_exporter(endpoint: Url) -> Result<SdkMeterProvider> {
     Err(crate::Error::Message(format!(
-        "OTLP metric export to {endpoint} needs nisshi-broker's otlp feature"
+        "OTLP metric export to {} needs nisshi-broker's otlp feature",
+        nisshi_schema::redact_url(&endpoint)
     )))
 }
 
+/// Installs the global OTLP meter provider and returns it so the caller can
+/// flush and shut it down on exit; the global keeps it alive meanwhile.
 #[cfg(feature = "otlp")]
-pub fn metric_exporter(endpoint: Url) -> Result<()> {
-    let endpoint = endpoint
-        .join("v1/metrics")
-        .inspect(|endpoint| debug!(%endpoint))?;
-
-    let exporter = opentelemetry_otlp::MetricExporter::builder()
-        .with_http()
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(endpoint.to_string())
-        .build()?;
-
-    let meter_provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
-        .with_periodic_exporter(exporter)
-        .with_resource(
-            Resource::builder_empty()
-                .with_attributes([KeyValue::new("service.name", env!("CARGO_PKG_NAME"))])
-                .build(),
-        )
-        .build();
-
-    global::set_meter_provider(meter_provider);
-
-    Ok(())
+pub fn metric_exporter(endpoint: Url) -> Result<SdkMeterProvider> {
+    nisshi_otel::meter_provider(endpoint, env!("CARGO_PKG_NAME")).map_err(Into::into)
 }

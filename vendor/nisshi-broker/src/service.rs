@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -15,8 +15,9 @@
 use std::sync::Arc;
 
 use nisshi_service::{
-    BytesFrameLayer, BytesFrameService, FrameRouteService, TcpBytesLayer, TcpBytesService,
-    TcpContext, TcpContextLayer, TcpContextService,
+    BytesFrameLayer, BytesFrameService, DEFAULT_PRE_AUTHENTICATION_MAXIMUM_FRAME_SIZE,
+    FrameRouteService, TcpBytesLayer, TcpBytesService, TcpContext, TcpContextLayer,
+    TcpContextService,
 };
 use nisshi_storage::Storage;
 use rama::Layer;
@@ -30,7 +31,7 @@ pub mod coordinator;
 pub mod storage;
 
 type TcpRouteFrame =
-    TcpContextService<TcpBytesService<BytesFrameService<FrameRouteService<(), Error>>, ()>>;
+    TcpContextService<TcpBytesService<BytesFrameService<FrameRouteService<Error>>>>;
 
 pub fn services<C, S>(
     cluster_id: &str,
@@ -42,7 +43,7 @@ where
     S: Storage + Clone,
     C: Coordinator,
 {
-    storage::services(FrameRouteService::<(), Error>::builder(), storage)
+    storage::services(FrameRouteService::<Error>::builder(), storage)
         .inspect(|builder| debug!(?builder))
         .and_then(|builder| {
             coordinator::services(builder, coordinator).inspect(|builder| debug!(?builder))
@@ -50,9 +51,19 @@ where
         .and_then(auth::services)
         .and_then(|builder| builder.build().map_err(Into::into))
         .map(|route| {
+            let pre_authentication_maximum_frame_size = sasl_config
+                .is_some()
+                .then_some(DEFAULT_PRE_AUTHENTICATION_MAXIMUM_FRAME_SIZE);
+
             (
-                TcpContextLayer::new(TcpContext::default().cluster_id(Some(cluster_id.into()))),
-                TcpBytesLayer::default(),
+                TcpContextLayer::new(
+                    TcpContext::default()
+                        .cluster_id(Some(cluster_id.into()))
+                        .pre_authentication_maximum_frame_size(
+                            pre_authentication_maximum_frame_size,
+                        ),
+                ),
+                TcpBytesLayer,
                 BytesFrameLayer::default().with_sasl_config(sasl_config),
             )
                 .into_layer(route)

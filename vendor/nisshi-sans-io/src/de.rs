@@ -131,7 +131,7 @@ impl<'de> Decoder<'de> {
         }
     }
 
-    pub(crate) fn request(reader: &'de mut dyn Read) -> Self {
+    pub(crate) fn request(reader: &'de mut dyn Read, message_max_size: Option<usize>) -> Self {
         Self {
             reader,
             containers: VecDeque::with_capacity(PARSE_DEPTH),
@@ -144,11 +144,28 @@ impl<'de> Decoder<'de> {
             in_seq_of_primitive: false,
             path: VecDeque::with_capacity(PARSE_DEPTH),
             in_records: false,
-            message_max_size: None,
+            message_max_size,
         }
     }
 
-    pub(crate) fn response(reader: &'de mut dyn Read, api_key: i16, api_version: i16) -> Self {
+    /// Bounds every length-prefixed field this decoder reads to at most
+    /// `message_max_size`, instead of the much larger `MESSAGE_MAX_SIZE`
+    /// fallback. Callers that already hold the whole encoded value in memory
+    /// should pass its length here.
+    #[must_use]
+    pub fn with_message_max_size(self, message_max_size: usize) -> Self {
+        Self {
+            message_max_size: Some(message_max_size),
+            ..self
+        }
+    }
+
+    pub(crate) fn response(
+        reader: &'de mut dyn Read,
+        api_key: i16,
+        api_version: i16,
+        message_max_size: Option<usize>,
+    ) -> Self {
         Self {
             reader,
             containers: VecDeque::with_capacity(PARSE_DEPTH),
@@ -174,15 +191,7 @@ impl<'de> Decoder<'de> {
             in_seq_of_primitive: false,
             path: VecDeque::with_capacity(PARSE_DEPTH),
             in_records: false,
-            message_max_size: None,
-        }
-    }
-
-    /// Reject any length read from the wire that is larger than `message_max_size`
-    pub(crate) fn message_max_size(self, message_max_size: usize) -> Self {
-        Self {
-            message_max_size: Some(message_max_size),
-            ..self
+            message_max_size,
         }
     }
 
@@ -230,11 +239,17 @@ impl<'de> Decoder<'de> {
     }
 
     fn is_nullable(&self) -> bool {
-        self.api_version.is_some_and(|api_version| {
-            self.meta
-                .field
-                .is_some_and(|field| field.is_nullable(api_version))
-        })
+        // `self.meta.field` describes the sequence field as a whole (e.g. a
+        // nullable `[]string`), not its individual elements, which are never
+        // themselves nullable. While iterating a sequence of primitives,
+        // that field metadata is left in place for every element, so it
+        // must not be mistaken for the element's own nullability.
+        !self.in_seq_of_primitive
+            && self.api_version.is_some_and(|api_version| {
+                self.meta
+                    .field
+                    .is_some_and(|field| field.is_nullable(api_version))
+            })
     }
 
     #[must_use]
@@ -482,11 +497,9 @@ impl<'de> Deserializer<'de> for &mut Decoder<'de> {
         self.reader.read_exact(&mut buf)?;
         let v = u8::from_be_bytes(buf);
 
-        debug!(
-            "field: {}, value: {v}:{}",
-            self.field_name(),
-            type_name::<V::Value>(),
-        );
+        // A record key, value or header value decodes one u8 at a time, so we
+        // log the field but not the value.
+        debug!("field: {}, {}", self.field_name(), type_name::<V::Value>());
         visitor.visit_u8(v)
     }
 
@@ -597,7 +610,9 @@ impl<'de> Deserializer<'de> for &mut Decoder<'de> {
                 self.reader.read_exact(&mut buf)?;
                 from_utf8(buf.as_slice())
                     .map_err(Into::into)
-                    .inspect(|v| debug!("visitor: {}, v: {v}", type_name_of_val(&visitor)))
+                    .inspect(|v| {
+                        debug!("visitor: {}, len: {}", type_name_of_val(&visitor), v.len())
+                    })
                     .and_then(|s| visitor.visit_str(s))
             })
     }
@@ -628,7 +643,7 @@ impl<'de> Deserializer<'de> for &mut Decoder<'de> {
             String::from_utf8(buf)
                 .map_err(Into::into)
                 .inspect(|v| {
-                    debug!(field = self.field_name(), value = v);
+                    debug!(field = self.field_name(), len = v.len());
                 })
                 .and_then(|s| visitor.visit_string(s))
         } else {
@@ -646,8 +661,8 @@ impl<'de> Deserializer<'de> for &mut Decoder<'de> {
 
         let length = if self.is_flexible() {
             self.unsigned_varint()
-                .and_then(|length| length.checked_sub(1).ok_or(Error::Overflow))
-                .and_then(|length| usize::try_from(length).map_err(Into::into))?
+                .and_then(|length| usize::try_from(length).map_err(Into::into))
+                .and_then(|length| length.checked_sub(1).ok_or(Error::Overflow))?
         } else {
             let mut buf = [0u8; 4];
 
@@ -1080,7 +1095,7 @@ impl<'de> SeqAccess<'de> for Batch {
         debug!(
             seed = type_name::<T>(),
             value = type_name::<T::Value>(),
-            encoded = ?&self.encoded[..]
+            encoded = self.encoded.len()
         );
 
         if self.encoded.has_remaining() {
@@ -1088,17 +1103,16 @@ impl<'de> SeqAccess<'de> for Batch {
             let batch_length = self.encoded.try_get_i32()?;
             debug!(base_offset, batch_length);
 
-            let length = usize::try_from(batch_length)?;
+            let batch_length_usize = usize::try_from(batch_length).map_err(|_| Error::Overflow)?;
 
-            if length > self.encoded.len() {
+            if batch_length_usize > self.encoded.len() {
                 return Err(Error::Overflow);
             }
 
-            let mut batch = BytesMut::with_capacity(length);
+            let mut batch = BytesMut::with_capacity(batch_length_usize);
             batch.put_i64(base_offset);
             batch.put_i32(batch_length);
-
-            batch.put(self.encoded.split_to(length));
+            batch.put(self.encoded.split_to(batch_length_usize));
 
             let decoder = BatchDecoder {
                 encoded: batch.freeze(),
@@ -1525,5 +1539,127 @@ impl<'de> VariantAccess<'de> for Enum<'de, '_> {
             visitor = type_name_of_val(&visitor)
         );
         Deserializer::deserialize_struct(self.de, self.name, fields, visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::marker::PhantomData;
+
+    /// A negative `batch_length` must be rejected before it sizes an
+    /// allocation. Cast straight to `usize` it becomes `usize::MAX`, and
+    /// `BytesMut::with_capacity` panicked with "capacity overflow".
+    #[test]
+    fn negative_batch_length_returns_err_not_huge_allocation() {
+        let mut encoded = BytesMut::new();
+        encoded.put_i64(0); // base_offset
+        encoded.put_i32(-1); // batch_length: a wire lie
+        let mut seq = Batch::new(encoded.freeze());
+
+        let result = seq.next_element_seed(PhantomData::<crate::record::deflated::Batch>);
+        assert!(result.is_err());
+    }
+
+    /// A [`Visitor`] that is never actually invoked: every test below expects
+    /// the size check to short-circuit before the visitor would be called, so
+    /// only `expecting` needs an implementation.
+    struct UnreachableVisitor;
+
+    impl<'de> Visitor<'de> for UnreachableVisitor {
+        type Value = ();
+
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(formatter, "a value (this visitor should never be invoked)")
+        }
+    }
+
+    /// `deserialize_str` had no `message_max_size` check at all: a claimed
+    /// length over the limit must be rejected before the body is read, the
+    /// same way `deserialize_string` already does.
+    #[test]
+    fn deserialize_str_rejects_length_over_message_max_size() {
+        let declared_length = 1_000_000i32;
+        let mut encoded: Vec<u8> = declared_length.to_be_bytes().to_vec();
+        let mut reader: &[u8] = &mut encoded;
+        let mut decoder = Decoder::request(&mut reader, Some(10));
+
+        let err = Deserializer::deserialize_str(&mut decoder, UnreachableVisitor)
+            .expect_err("a length over message_max_size must be rejected");
+
+        assert!(
+            matches!(err, Error::MessageMaxSizeExceeded(length) if length == declared_length as usize),
+            "{err:?}"
+        );
+    }
+
+    /// `deserialize_bytes` had no `message_max_size` check on either the
+    /// flexible or non-flexible length-read branch, unlike its sibling
+    /// `deserialize_byte_buf`.
+    #[test]
+    fn deserialize_bytes_rejects_length_over_message_max_size() {
+        let declared_length = 1_000_000i32;
+        let mut encoded: Vec<u8> = declared_length.to_be_bytes().to_vec();
+        let mut reader: &[u8] = &mut encoded;
+        let mut decoder = Decoder::request(&mut reader, Some(10));
+
+        let err = Deserializer::deserialize_bytes(&mut decoder, UnreachableVisitor)
+            .expect_err("a length over message_max_size must be rejected");
+
+        assert!(
+            matches!(err, Error::MessageMaxSizeExceeded(length) if length == declared_length as usize),
+            "{err:?}"
+        );
+    }
+
+    /// The flexible length-read branch of `deserialize_bytes` must also be
+    /// rejected over `message_max_size`. `ApiVersionsResponse` (api key 18)
+    /// is flexible from v3, so this decoder reads an unsigned varint length.
+    #[test]
+    fn deserialize_bytes_flexible_rejects_length_over_message_max_size() {
+        // Unsigned varint 1_000_001: the flexible encoding of a length of
+        // 1_000_000, because the wire value is the length plus one.
+        let mut encoded: &[u8] = &[0xc1, 0x84, 0x3d];
+        let mut decoder = Decoder::response(&mut encoded, 18, 3, None);
+        decoder.message_max_size = Some(10);
+
+        let err = Deserializer::deserialize_bytes(&mut decoder, UnreachableVisitor)
+            .expect_err("a length over message_max_size must be rejected");
+
+        assert!(
+            matches!(err, Error::MessageMaxSizeExceeded(1_000_000)),
+            "{err:?}"
+        );
+    }
+
+    /// `with_message_max_size` must bound a decoder built with
+    /// `Decoder::new`, which otherwise falls back to `MESSAGE_MAX_SIZE`.
+    #[test]
+    fn with_message_max_size_bounds_a_new_decoder() {
+        let declared_length = 1_000_000i32;
+        let encoded = declared_length.to_be_bytes();
+        let mut reader: &[u8] = &encoded;
+        let mut decoder = Decoder::new(&mut reader).with_message_max_size(10);
+
+        let err = Deserializer::deserialize_bytes(&mut decoder, UnreachableVisitor)
+            .expect_err("a length over message_max_size must be rejected");
+
+        std::assert_matches!(err, Error::MessageMaxSizeExceeded(1_000_000));
+    }
+
+    /// A flexible length prefix of `0` must be rejected with
+    /// `Error::Overflow`. Subtracting one from it underflows, and the wrapped
+    /// value would size the allocation.
+    #[test]
+    fn deserialize_bytes_flexible_zero_length_does_not_underflow() {
+        // Unsigned varint 0: one byte without the continuation bit.
+        let mut encoded: &[u8] = &[0];
+        // ApiVersionsResponse (api key 18) is flexible from v3.
+        let mut decoder = Decoder::response(&mut encoded, 18, 3, None);
+
+        let err = Deserializer::deserialize_bytes(&mut decoder, UnreachableVisitor)
+            .expect_err("a zero flexible length must be rejected");
+
+        assert!(matches!(err, Error::Overflow), "{err:?}");
     }
 }

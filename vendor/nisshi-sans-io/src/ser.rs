@@ -407,7 +407,7 @@ impl Serializer for &mut Encoder {
         Err(Error::UnexpectedType(format!("{v}")))
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(len = v.len()))]
     fn serialize_str(self, v: &str) -> Result<Self::Ok, Self::Error> {
         if self.in_header()
             && self.kind.is_some_and(|kind| kind == Kind::Request)
@@ -438,13 +438,9 @@ impl Serializer for &mut Encoder {
         Ok(())
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(len = v.len()))]
     fn serialize_bytes(self, v: &[u8]) -> Result<Self::Ok, Self::Error> {
-        debug!(
-            ?v,
-            is_valid = self.is_valid(),
-            is_flexible = self.is_flexible()
-        );
+        debug!(is_valid = self.is_valid(), is_flexible = self.is_flexible());
 
         if self.is_valid() {
             if self.is_flexible() {
@@ -498,6 +494,19 @@ impl Serializer for &mut Encoder {
                 self.serialize_i16(-1)
             } else {
                 Ok(())
+            }
+        } else if self.is_valid() && self.is_sequence() {
+            // Every sequence field is `Option<Vec<T>>` regardless of
+            // whether it's actually nullable on the wire (see build.rs's
+            // `kind()`), so a *mandatory* array left at its `None` default
+            // must still encode as an empty array, not be skipped outright
+            // (which desyncs every field written after it). A genuinely
+            // nullable sequence never reaches this branch: it's caught by
+            // `is_nullable()` above and null is written instead.
+            if self.is_flexible() {
+                self.unsigned_varint(1)
+            } else {
+                self.serialize_i32(0)
             }
         } else {
             Ok(())
@@ -572,6 +581,20 @@ impl Serializer for &mut Encoder {
             );
 
             Ok(())
+        } else if self.is_valid()
+            && self.is_nullable()
+            && self.is_structure()
+            && !self.is_sequence()
+        {
+            // KIP-893 requires a presence marker before a non-null
+            // nullable struct's own fields too, mirroring the -1 marker
+            // `serialize_none` already writes unconditionally for this same
+            // field shape when the value is null. This branch used to fall
+            // straight through to the plain `value.serialize(self)` below
+            // with no marker at all, desyncing every byte written after it.
+            self.serialize_i8(1)?;
+
+            value.serialize(self)
         } else {
             value.serialize(self)
         }
@@ -1017,12 +1040,12 @@ impl Serializer for &mut RecordBatchEncoder {
         unimplemented!("{v}")
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(len = v.len()))]
     fn serialize_str(self, v: &str) -> std::result::Result<Self::Ok, Self::Error> {
-        unimplemented!("{v}")
+        unimplemented!("a string of {} bytes", v.len())
     }
 
-    #[instrument(skip(self))]
+    #[instrument(skip_all, fields(len = v.len()))]
     fn serialize_bytes(self, v: &[u8]) -> std::result::Result<Self::Ok, Self::Error> {
         self.working.put(v);
         Ok(())

@@ -12,6 +12,7 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 //! Common service layers used in other Nisshi crates.
 //!
 //! ## Overview
@@ -36,16 +37,16 @@
 //! # use nisshi_service::Error;
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Error> {
-//! # use rama::{Context, Layer as _, Service as _};
+//! # use rama::{Layer as _, Service as _};
 //! # use nisshi_sans_io::{ApiKey as _, ApiVersionsRequest, MetadataRequest, MetadataResponse};
 //! # use nisshi_service::{
 //! #     BytesFrameLayer, BytesFrameService, BytesLayer, BytesService, FrameBytesLayer,
 //! #     FrameBytesService, FrameRouteService, RequestFrameLayer, RequestFrameService, RequestLayer,
 //! #     ResponseService,
 //! # };
-//! let frame_route = FrameRouteService::<(), Error>::builder()
+//! let frame_route = FrameRouteService::<Error>::builder()
 //!     .with_service(
-//!         RequestLayer::<MetadataRequest>::new().into_layer(ResponseService::new(|_, _| {
+//!         RequestLayer::<MetadataRequest>::new().into_layer(ResponseService::new(|_| {
 //!             Ok(MetadataResponse::default()
 //!                 .brokers(Some([].into()))
 //!                 .topics(Some([].into()))
@@ -75,16 +76,16 @@
 //! # use nisshi_service::Error;
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Error> {
-//! # use rama::{Context, Layer as _, Service as _};
+//! # use rama::{Layer as _, Service as _};
 //! # use nisshi_sans_io::{ApiKey as _, ApiVersionsRequest, MetadataRequest, MetadataResponse};
 //! # use nisshi_service::{
 //! #     BytesFrameLayer, BytesFrameService, BytesLayer, BytesService, FrameBytesLayer,
 //! #     FrameBytesService, FrameRouteService, RequestFrameLayer, RequestFrameService, RequestLayer,
 //! #     ResponseService,
 //! # };
-//! # let frame_route = FrameRouteService::<(), Error>::builder()
+//! # let frame_route = FrameRouteService::<Error>::builder()
 //! #     .with_service(
-//! #         RequestLayer::<MetadataRequest>::new().into_layer(ResponseService::new(|_, _| {
+//! #         RequestLayer::<MetadataRequest>::new().into_layer(ResponseService::new(|_| {
 //! #             Ok(MetadataResponse::default()
 //! #                 .brokers(Some([].into()))
 //! #                 .topics(Some([].into()))
@@ -116,9 +117,8 @@
 //!
 //! ### Servicing
 //!
-//! We construct a default [`service context`][`rama::Context`] and a
-//! [`MetadataRequest`][`nisshi_sans_io::MetadataRequest`] to initiate a request
-//! on the `service`. The request passes through the protocol stack
+//! We construct a [`MetadataRequest`][`nisshi_sans_io::MetadataRequest`] to
+//! initiate a request on the `service`. The request passes through the protocol stack
 //! and routed into our service. The service responds with a
 //! [`MetadataResponse`][`nisshi_sans_io::MetadataResponse`], so that we can
 //! verify the expected `response.cluster_id`:
@@ -127,16 +127,16 @@
 //! # use nisshi_service::Error;
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Error> {
-//! # use rama::{Context, Layer as _, Service as _};
+//! # use rama::{Layer as _, Service as _};
 //! # use nisshi_sans_io::{ApiKey as _, ApiVersionsRequest, MetadataRequest, MetadataResponse};
 //! # use nisshi_service::{
 //! #     BytesFrameLayer, BytesFrameService, BytesLayer, BytesService, FrameBytesLayer,
 //! #     FrameBytesService, FrameRouteService, RequestFrameLayer, RequestFrameService, RequestLayer,
 //! #     ResponseService,
 //! # };
-//! # let frame_route = FrameRouteService::<(), Error>::builder()
+//! # let frame_route = FrameRouteService::<Error>::builder()
 //! #     .with_service(
-//! #         RequestLayer::<MetadataRequest>::new().into_layer(ResponseService::new(|_, _| {
+//! #         RequestLayer::<MetadataRequest>::new().into_layer(ResponseService::new(|_| {
 //! #             Ok(MetadataResponse::default()
 //! #                 .brokers(Some([].into()))
 //! #                 .topics(Some([].into()))
@@ -160,7 +160,7 @@
 //!       .include_cluster_authorized_operations(Some(false))
 //!       .include_topic_authorized_operations(Some(false));
 //!
-//!   let response = service.serve(Context::default(), request).await?;
+//!   let response = service.serve(request.into()).await?;
 //!
 //!   assert_eq!(Some("nisshi".into()), response.cluster_id);
 //! # Ok(())
@@ -178,16 +178,16 @@
 //! # use nisshi_service::Error;
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Error> {
-//! # use rama::{Context, Layer as _, Service as _};
+//! # use rama::{Layer as _, Service as _};
 //! # use nisshi_sans_io::{ApiKey as _, ApiVersionsRequest, MetadataRequest, MetadataResponse};
 //! # use nisshi_service::{
 //! #     BytesFrameLayer, BytesFrameService, BytesLayer, BytesService, FrameBytesLayer,
 //! #     FrameBytesService, FrameRouteService, RequestFrameLayer, RequestFrameService, RequestLayer,
 //! #     ResponseService,
 //! # };
-//! # let frame_route = FrameRouteService::<(), Error>::builder()
+//! # let frame_route = FrameRouteService::<Error>::builder()
 //! #     .with_service(
-//! #         RequestLayer::<MetadataRequest>::new().into_layer(ResponseService::new(|_, _| {
+//! #         RequestLayer::<MetadataRequest>::new().into_layer(ResponseService::new(|_| {
 //! #             Ok(MetadataResponse::default()
 //! #                 .brokers(Some([].into()))
 //! #                 .topics(Some([].into()))
@@ -207,10 +207,10 @@
 //! #      .into_layer(frame_route);
 //! let response = service
 //!     .serve(
-//!         Context::default(),
 //!         ApiVersionsRequest::default()
 //!             .client_software_name(Some("abcba".into()))
-//!             .client_software_version(Some("1.2321".into())),
+//!             .client_software_version(Some("1.2321".into()))
+//!             .into(),
 //!     )
 //!     .await?;
 //!
@@ -231,18 +231,19 @@
 use std::{
     fmt, io,
     net::SocketAddr,
-    ops::Range,
+    ops::{Range, RangeInclusive},
     sync::{Arc, LazyLock, Mutex, PoisonError},
     time::{Duration, SystemTime},
 };
 
+use indicatif::ProgressBar;
 use nisshi_sans_io::{Body, Frame};
 use opentelemetry::{
     InstrumentationScope, KeyValue, global,
     metrics::{Counter, Histogram, Meter},
 };
 use opentelemetry_semantic_conventions::SCHEMA_URL;
-use rama::{Context, Layer, Service};
+use rama::{Layer, Service, extensions::Extension};
 use rand::{prelude::*, rngs::SmallRng};
 use tokio::{net::lookup_host, sync::oneshot, task::JoinError, time::sleep};
 use tracing::{debug, instrument};
@@ -252,9 +253,17 @@ mod api;
 mod channel;
 mod consumer;
 mod frame;
+mod input;
 mod stream;
+mod version_gate;
 
 pub use api::{ApiVersionsService, FrameRouteBuilder, FrameRouteService};
+
+pub use version_gate::{
+    CAPPED_API_VERSIONS, VersionGateLayer, VersionGateService, capped_range, routable_max_version,
+};
+
+pub use input::TcpListenerInput;
 
 pub use channel::{
     ChannelFrameLayer, ChannelFrameService, FrameChannelService, FrameReceiver, FrameSender,
@@ -265,32 +274,84 @@ pub use consumer::{ConsumerGroupLayer, ConsumerGroupService};
 
 pub use frame::{
     BodyRequestLayer, BytesFrameLayer, BytesFrameService, FrameApiKeyMatcher, FrameBodyLayer,
-    FrameBytesLayer, FrameBytesService, FrameRequestLayer, FrameService, RequestApiKeyMatcher,
-    RequestFrameLayer, RequestFrameService, RequestLayer, ResponseService,
+    FrameBytesLayer, FrameBytesService, FrameRequestLayer, FrameRequestService, FrameService,
+    RequestApiKeyMatcher, RequestFrameLayer, RequestFrameService, RequestLayer, ResponseService,
 };
 
 pub use stream::{
-    BytesLayer, BytesService, BytesTcpService, TcpBytesLayer, TcpBytesService, TcpContext,
-    TcpContextLayer, TcpContextService, TcpListenerLayer,
+    BytesLayer, BytesService, BytesTcpService, DEFAULT_CONNECTION_IDLE_TIMEOUT,
+    DEFAULT_IO_IDLE_TIMEOUT, DEFAULT_MAXIMUM_FRAME_SIZE,
+    DEFAULT_PRE_AUTHENTICATION_MAXIMUM_FRAME_SIZE, TcpBytesLayer, TcpBytesService, TcpContext,
+    TcpContextLayer, TcpContextService, TcpListenerLayer, TcpStreamLayer, TcpStreamService,
 };
+
+#[derive(Clone, Debug, Extension)]
+pub struct ProgressBarExtension(ProgressBar);
+
+impl ProgressBarExtension {
+    pub fn new(progress_bar: ProgressBar) -> Self {
+        Self(progress_bar)
+    }
+}
+
+impl AsRef<ProgressBar> for ProgressBarExtension {
+    fn as_ref(&self) -> &ProgressBar {
+        &self.0
+    }
+}
 
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     Auth(#[from] nisshi_auth::Error),
+    /// An entry in [`CAPPED_API_VERSIONS`] is not a subset of `protocol`, the Kafka protocol's
+    /// own valid range for `api_key` (`None` when this build has no protocol metadata for
+    /// `api_key`).
+    CapRangeExceedsProtocolRange {
+        api_key: i16,
+        declared: RangeInclusive<i16>,
+        protocol: Option<RangeInclusive<i16>>,
+    },
     DuplicateRoute(i16),
     FrameTooBig(usize),
-    InvalidFrameSize(i32),
+    InvalidFrameLength(i32),
     Io(Arc<io::Error>),
     Join(Arc<JoinError>),
     Message(String),
     OneshotRecv(oneshot::error::RecvError),
     Poison,
+    /// A connection that has not authenticated declared a frame larger than
+    /// [`TcpContext::pre_authentication_maximum_frame_size`] allows.
+    PreAuthenticationFrameTooBig {
+        size: usize,
+        limit: usize,
+    },
     Parse(#[from] url::ParseError),
     Protocol(#[from] nisshi_sans_io::Error),
     UnableToSend(Box<Frame>),
+    /// [`FrameRouteBuilder::with_capped_route`] registered an `api_key` that
+    /// [`CAPPED_API_VERSIONS`] does not cap.
+    UncappedApi(i16),
     UnknownHost(Url),
     UnknownServiceBody(Box<Body>),
-    UnknownServiceFrame(Box<Frame>),
+    /// No route handles `api_key`. The error names the request, not its
+    /// decoded body: the body comes from the client, and this error is logged.
+    /// `api_name` is the API's fixed name, so the line identifies the API
+    /// without growing with the request.
+    UnknownServiceFrame {
+        api_key: i16,
+        api_name: &'static str,
+        api_version: i16,
+        correlation_id: i32,
+        size: i32,
+    },
+    /// The broker does not route `api_version` for `api_key`, because the version is outside
+    /// the protocol's valid range or outside the range the broker advertises for that API.
+    /// The caller closes the connection on this error, as Kafka does for a version it has not
+    /// enabled.
+    UnsupportedVersion {
+        api_key: i16,
+        api_version: i16,
+    },
 }
 
 impl fmt::Display for Error {
@@ -317,16 +378,22 @@ impl<T> From<PoisonError<T>> for Error {
     }
 }
 
-/// The largest frame accepted when no maximum is configured: the size
-/// prefix and Kafka's default `socket.request.max.bytes` (100 MiB)
-const MAXIMUM_FRAME_SIZE: usize = size_of::<i32>() + 104_857_600;
-
-fn frame_length(encoded: [u8; 4]) -> Result<usize, Error> {
+/// Payload size declared by a frame's 4 byte size prefix.
+///
+/// The prefix is untrusted input from the peer: a negative size is a protocol
+/// error, and letting it through would otherwise wrap into a multi-gigabyte
+/// allocation.
+fn frame_size(encoded: [u8; 4]) -> Result<usize, Error> {
     let size = i32::from_be_bytes(encoded);
 
-    usize::try_from(size)
-        .map(|size| size + encoded.len())
-        .map_err(|_| Error::InvalidFrameSize(size))
+    usize::try_from(size).map_err(|_| Error::InvalidFrameLength(size))
+}
+
+/// Total length of a frame, the 4 byte size prefix plus the payload it declares.
+///
+/// Fails with [`Error::InvalidFrameLength`] when the prefix declares a negative size.
+pub fn frame_length(encoded: [u8; 4]) -> Result<usize, Error> {
+    frame_size(encoded).map(|size| size + encoded.len())
 }
 
 pub(crate) static METER: LazyLock<Meter> = LazyLock::new(|| {
@@ -435,6 +502,15 @@ pub(crate) static BYTES_SENT: LazyLock<Counter<u64>> = LazyLock::new(|| {
         .build()
 });
 
+pub(crate) static FRAMES_REJECTED: LazyLock<Counter<u64>> = LazyLock::new(|| {
+    METER
+        .u64_counter("nisshi_frames_rejected")
+        .with_description(
+            "The number of frames a listener rejected for their declared size, by limit",
+        )
+        .build()
+});
+
 pub(crate) static BYTES_RECEIVED: LazyLock<Counter<u64>> = LazyLock::new(|| {
     METER
         .u64_counter("nisshi_bytes_received")
@@ -518,21 +594,20 @@ impl<S> LatencyIntroducingService<S> {
     }
 }
 
-impl<S, Q, State> Service<State, Q> for LatencyIntroducingService<S>
+impl<S, Q> Service<Q> for LatencyIntroducingService<S>
 where
-    S: Service<State, Q>,
+    S: Service<Q>,
     Q: Send + 'static,
     S::Error: From<Error>,
-    State: Send + Sync + 'static,
 {
-    type Response = S::Response;
+    type Output = S::Output;
 
     type Error = S::Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(&self, ctx: Context<State>, req: Q) -> Result<Self::Response, Self::Error> {
+    #[instrument(skip_all)]
+    async fn serve(&self, req: Q) -> Result<Self::Output, Self::Error> {
         self.introduce_latency().await?;
-        let result = self.inner.serve(ctx, req).await;
+        let result = self.inner.serve(req).await;
         self.introduce_latency().await?;
         result
     }

@@ -22,7 +22,7 @@
 //!
 //! ## Memory
 //!
-//! ```
+//! ```no_run
 //! # use nisshi_storage::{Error, StorageContainer};
 //! # use url::Url;
 //! # #[tokio::main]
@@ -111,32 +111,20 @@
 //! ```
 //!
 
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 use async_trait::async_trait;
 use bytes::{Bytes, TryGetError};
 
 use console::Emoji;
 #[cfg(any(feature = "libsql", feature = "postgres"))]
 use deadpool::managed::PoolError;
-#[cfg(feature = "dynostore")]
-use dynostore::DynoStore;
 
 use glob::{GlobError, PatternError};
 
 use indicatif::{ProgressBar, ProgressStyle};
-#[cfg(feature = "dynostore")]
-use object_store::memory::InMemory;
 
-#[cfg(feature = "dynostore")]
-use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
-
-use opentelemetry::{
-    InstrumentationScope, KeyValue, global,
-    metrics::{Counter, Meter},
-};
+use opentelemetry::{InstrumentationScope, global, metrics::Meter};
 use opentelemetry_semantic_conventions::SCHEMA_URL;
-
-#[cfg(feature = "postgres")]
-use pg::Postgres;
 
 use governor::InsufficientCapacity;
 use nisshi_sans_io::{
@@ -170,14 +158,19 @@ use nisshi_sans_io::{
     txn_offset_commit_request::TxnOffsetCommitRequestTopic,
     txn_offset_commit_response::TxnOffsetCommitResponseTopic,
 };
-use nisshi_schema::{Registry, lake::House};
+use nisshi_schema::{
+    Registry,
+    lake::{House, LakeHouseType},
+    redact_url,
+};
+use rama::error::BoxError;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 #[cfg(any(feature = "libsql", feature = "postgres"))]
 use std::error;
 use std::{
     array::TryFromSliceError,
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     ffi::OsString,
     fmt::{self, Debug, Display, Formatter},
     fs::DirEntry,
@@ -190,66 +183,61 @@ use std::{
     sync::{Arc, LazyLock, PoisonError},
     time::{Duration, SystemTime, SystemTimeError},
 };
-use tokio::sync::AcquireError;
+use tokio::{sync::AcquireError, task::JoinError};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, instrument};
+use tracing::{debug, error, warn};
 use tracing_subscriber::filter::ParseError;
 use url::Url;
 use uuid::Uuid;
 
-#[cfg(feature = "dynostore")]
-use tracing::warn;
-
-#[cfg(feature = "dynostore")]
-mod dynostore;
-
-#[cfg(feature = "postgres")]
-mod pg;
-
-#[cfg(feature = "dynostore")]
+mod assignment;
+mod authorized_operations;
 mod batch;
+pub mod config;
+mod inflate;
 mod latency;
-
-mod null;
-
-#[cfg(feature = "libsql")]
+pub mod max_message_bytes;
+pub mod message_timestamp_type;
+mod producer;
 mod proxy;
-
 mod service;
 
+pub use assignment::{MAX_REPLICATION_FACTOR, assign_replicas, single_node_replicas};
+pub use batch::ProduceRequestBatcher;
+pub use inflate::{inflate, offload};
 pub use latency::LatencyIntroducingStorage;
+pub use producer::{ProduceEpoch, StoredEpochs, check_claim, epoch_is_exhausted, producer_claim};
+pub use proxy::SemaphoreProxy;
+pub use service::deadline;
 
 pub use service::{
     AlterUserScramCredentialsService, ChannelRequestLayer, ChannelRequestService,
-    ConsumerGroupDescribeService, CreateAclsService, CreateTopicsService, DeleteGroupsService,
-    DeleteRecordsService, DeleteTopicsService, DescribeAclsService, DescribeClusterService,
-    DescribeConfigsService, DescribeGroupsService, DescribeTopicPartitionsService,
-    DescribeUserScramCredentialsService, FetchService, FindCoordinatorService,
-    GetTelemetrySubscriptionsService, IncrementalAlterConfigsService, InitProducerIdService,
-    ListGroupsService, ListOffsetsService, ListPartitionReassignmentsService, MetadataService,
-    ProduceService, Request, RequestChannelService, RequestLayer, RequestReceiver, RequestSender,
-    set_auto_create_num_partitions,
-    RequestService, RequestStorageService, Response, TxnAddOffsetsService, TxnAddPartitionService,
-    TxnEndService, TxnOffsetCommitService, bounded_channel,
+    ConsumerGroupDescribeService, CreateAclsService, CreateTopicsService,
+    CreateTopicsValidationLayer, CreateTopicsValidationService, DeleteAclsService,
+    DeleteGroupsService, DeleteRecordsService, DeleteTopicsService, DescribeAclsService,
+    DescribeClusterService, DescribeConfigsService, DescribeGroupsService,
+    DescribeTopicPartitionsService, DescribeUserScramCredentialsService, FetchService,
+    FetchValidationLayer, FetchValidationService, FindCoordinatorService,
+    IncrementalAlterConfigsService, InitProducerIdService, ListGroupsService, ListOffsetsService,
+    ListPartitionReassignmentsService, MalformedCreateTopicsRequest, MalformedFetchRequest,
+    MetadataService, ProduceService, Request, RequestChannelService, RequestLayer, RequestReceiver,
+    RequestSender, RequestService, RequestStorageService, Response, TxnAddOffsetsService,
+    TxnAddPartitionService, TxnEndService, TxnOffsetCommitService, ValidatedCreateTopicsRequest,
+    ValidatedFetchRequest, bounded_channel, describe_groups_response, inflate_produced,
+    list_groups_response, set_auto_create_num_partitions,
 };
-
-#[cfg(feature = "slatedb")]
-pub mod slate;
-
-#[cfg(any(feature = "libsql", feature = "postgres", feature = "turso"))]
-pub(crate) mod sql;
-
-#[cfg(feature = "libsql")]
-mod lite;
-
-#[cfg(feature = "dynostore")]
-mod gcs;
 
 #[cfg(feature = "dynostore")]
 mod os;
 
-#[cfg(feature = "turso")]
-mod limbo;
+/// The ways that the broker's storage can fail at startup.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum StartupFailure {
+    /// The storage failed the broker's startup [`Storage::ping`].
+    StorageUnreachable,
+    /// The broker failed to check or create its tables in the storage.
+    SchemaSetup,
+}
 
 /// Storage Errors
 #[derive(Clone, Debug, thiserror::Error)]
@@ -258,6 +246,31 @@ pub enum Error {
 
     Api(ErrorCode),
 
+    /// The broker was asked for `--authentication` on the `engine` storage engine, which can't
+    /// store SCRAM credentials. `supported` names the storage engines of this build that can,
+    /// and is empty when there are none. See [`authentication_unsupported_message`].
+    AuthenticationUnsupported {
+        engine: String,
+        supported: Vec<String>,
+    },
+
+    /// The `engine` storage engine can't store SCRAM credentials, so a credential upsert or
+    /// deletion changed nothing. See [`user_credentials_unsupported_message`].
+    UserCredentialsUnsupported {
+        engine: String,
+    },
+
+    /// An `acks=0` Produce request had at least one non-`None` error code
+    /// among its partition responses. The client reads no response either
+    /// way under `acks=0`, so the caller closes the connection instead of
+    /// silently dropping the batch, carrying the first failing partition's
+    /// context for an operator reading the log.
+    AcksZeroProduceFailed {
+        topic: String,
+        partition: i32,
+        error_code: ErrorCode,
+    },
+
     ChronoParse(#[from] chrono::ParseError),
 
     #[cfg(any(feature = "postgres", feature = "libsql"))]
@@ -265,14 +278,43 @@ pub enum Error {
 
     Decode(Bytes),
 
+    Boxed(Arc<BoxError>),
+
     FeatureNotEnabled {
         feature: String,
         message: String,
     },
 
     Glob(Arc<GlobError>),
+
+    /// No storage factory registered with the builder accepts the `scheme` of the `storage` URL,
+    /// which has its credentials redacted. A build that leaves out the engine's feature has no
+    /// factory for it.
+    NoEngineForScheme {
+        scheme: String,
+        storage: String,
+    },
+
+    /// The database records schema `recorded_version`, which a broker of `schema_version` can't
+    /// use. Only a broker of `oldest_compatible_version` or later can use it.
+    IncompatibleSchema {
+        recorded_version: i32,
+        oldest_compatible_version: i32,
+        schema_version: i32,
+    },
+
+    /// The database records schema `recorded_version`, which is older than `schema_version`. A
+    /// broker of `schema_version` can't upgrade the recorded schema.
+    OutdatedSchema {
+        recorded_version: i32,
+        schema_version: i32,
+    },
+
     InsufficientCapacity(#[from] InsufficientCapacity),
     Io(Arc<io::Error>),
+
+    /// An [`offload`]ed task panicked or was cancelled.
+    Join(Arc<JoinError>),
 
     LessThanBaseOffset {
         offset: i64,
@@ -294,6 +336,12 @@ pub enum Error {
         time: i64,
         min_time: Option<i64>,
     },
+    /// A produced batch of `size` bytes is larger than its topic's `max.message.bytes` of `limit`
+    /// bytes. Produce answers it with `MESSAGE_TOO_LARGE`.
+    MessageTooLarge {
+        size: usize,
+        limit: usize,
+    },
     Message(String),
     NoSuchEntry {
         nth: u32,
@@ -301,8 +349,24 @@ pub enum Error {
     NoSuchOffset(i64),
     OsString(OsString),
 
+    /// The error when the storage at `storage` fails at startup. `failure` names what failed.
+    /// `source` is the error that the storage returned.
+    StartupFailed {
+        /// The storage URL, with any password removed.
+        storage: Arc<Url>,
+        failure: StartupFailure,
+        source: Arc<Error>,
+    },
+
     #[cfg(any(feature = "dynostore", feature = "slatedb"))]
     ObjectStore(Arc<object_store::Error>),
+
+    /// The configured AWS credential provider did not return a credential.
+    /// Distinct from [`Error::ObjectStore`], which covers a request that
+    /// failed, including a request signed with a credential that the store
+    /// rejected.
+    #[cfg(any(feature = "dynostore", feature = "slatedb"))]
+    NoCredentials(Arc<object_store::Error>),
 
     ParseFilter(Arc<ParseError>),
     Pattern(Arc<PatternError>),
@@ -315,6 +379,8 @@ pub enum Error {
 
     #[cfg(feature = "slatedb")]
     Postcard(#[from] postcard::Error),
+
+    ProgressStyleTemplate(Arc<indicatif::style::TemplateError>),
 
     Regex(#[from] regex::Error),
 
@@ -357,7 +423,17 @@ pub enum Error {
 
     UnknownCacheKey(String),
 
-    UnsupportedStorageUrl(Url),
+    /// A storage URL named a query option that scheme's engine does not
+    /// recognise (for example a typo, or an option that belongs to a
+    /// different engine).
+    UnrecognizedStorageOption {
+        scheme: String,
+        option: String,
+    },
+
+    /// The v4+ (multi-transaction) field shape of `AddPartitionsToTxn` is not implemented on
+    /// this backend.
+    UnsupportedTxnAddPartitionsVersion,
     UnexpectedAddPartitionsToTxnRequest(Box<AddPartitionsToTxnRequest>),
     Url(#[from] url::ParseError),
     UnknownTxnState(String),
@@ -366,6 +442,41 @@ pub enum Error {
 
     UnableToSend,
     OneshotRecv,
+}
+
+impl Error {
+    /// Returns the error code that a group request, such as `ListGroups` or `DescribeGroups`,
+    /// reports when storage fails with this error.
+    ///
+    /// A storage error that carries a code keeps that code. Any other storage error is treated as
+    /// transient, so the response reports `COORDINATOR_NOT_AVAILABLE`, which Kafka clients
+    /// [retry].
+    ///
+    /// [retry]: https://github.com/apache/kafka/blob/3.9.1/clients/src/main/java/org/apache/kafka/clients/admin/KafkaAdminClient.java#L3614-L3620
+    pub fn group_request_error_code(&self) -> ErrorCode {
+        match self {
+            Self::Api(error_code) => *error_code,
+            _ => ErrorCode::CoordinatorNotAvailable,
+        }
+    }
+
+    /// Patched for sluice: whether the storage ran out of space (SQLite's SQLITE_FULL, an
+    /// I/O error of a full device, PostgreSQL's disk_full): Kafka's KAFKA_STORAGE_ERROR,
+    /// which producers retry, instead of UNKNOWN_SERVER_ERROR.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Self::Io(err) => err.kind() == io::ErrorKind::StorageFull,
+            #[cfg(feature = "libsql")]
+            Self::LibSql(err) => {
+                matches!(**err, libsql::Error::SqliteFailure(code, _) if code & 0xff == 13)
+            }
+            #[cfg(feature = "postgres")]
+            Self::TokioPostgres(err) => {
+                err.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Display for Error {
@@ -386,9 +497,21 @@ impl<T> From<PoisonError<T>> for Error {
     }
 }
 
+impl From<JoinError> for Error {
+    fn from(value: JoinError) -> Self {
+        Self::Join(Arc::new(value))
+    }
+}
+
 impl From<AcquireError> for Error {
     fn from(value: AcquireError) -> Self {
         Self::Acquire(Arc::new(value))
+    }
+}
+
+impl From<indicatif::style::TemplateError> for Error {
+    fn from(value: indicatif::style::TemplateError) -> Self {
+        Self::ProgressStyleTemplate(Arc::new(value))
     }
 }
 
@@ -398,26 +521,13 @@ where
     E: error::Error + Send + Sync + 'static,
 {
     fn from(value: PoolError<E>) -> Self {
-        Self::Pool(Arc::new(Box::new(value)))
-    }
-}
-
-impl Error {
-    /// Patched for sluice: whether the storage ran out of space (SQLite's SQLITE_FULL, an
-    /// I/O error of a full device, PostgreSQL's disk_full): Kafka's KAFKA_STORAGE_ERROR,
-    /// which producers retry, instead of UNKNOWN_SERVER_ERROR.
-    pub fn is_storage_full(&self) -> bool {
-        match self {
-            Self::Io(err) => err.kind() == io::ErrorKind::StorageFull,
-            #[cfg(feature = "libsql")]
-            Self::LibSql(err) => {
-                matches!(**err, libsql::Error::SqliteFailure(code, _) if code & 0xff == 13)
-            }
-            #[cfg(feature = "postgres")]
-            Self::TokioPostgres(err) => {
-                err.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL)
-            }
-            _ => false,
+        // a pool-acquisition timeout is transient load, not a backend failure: map it to a
+        // retriable Kafka error code so callers (e.g. produce.rs's `Error::Api(_)` branch)
+        // don't turn it into a non-retriable `UnknownServerError` for the client.
+        if matches!(value, PoolError::Timeout(_)) {
+            Self::Api(ErrorCode::RequestTimedOut)
+        } else {
+            Self::Pool(Arc::new(Box::new(value)))
         }
     }
 }
@@ -496,7 +606,18 @@ impl From<Arc<serde_json::Error>> for Error {
 #[cfg(feature = "postgres")]
 impl From<tokio_postgres::error::Error> for Error {
     fn from(value: tokio_postgres::error::Error) -> Self {
-        Self::from(Arc::new(value))
+        // Postgres reports SQLSTATE 57014 (query_canceled) when `statement_timeout` aborts a
+        // stalled query. That's transient, not a real backend failure, so map it to a
+        // retriable Kafka error code the same way a pool-acquisition timeout is (see
+        // `From<PoolError<E>>` above) rather than the generic `Error::TokioPostgres`.
+        if value
+            .code()
+            .is_some_and(|code| *code == tokio_postgres::error::SqlState::QUERY_CANCELED)
+        {
+            Self::Api(ErrorCode::RequestTimedOut)
+        } else {
+            Self::from(Arc::new(value))
+        }
     }
 }
 
@@ -517,6 +638,12 @@ impl From<nisshi_schema::Error> for Error {
     }
 }
 
+impl From<BoxError> for Error {
+    fn from(value: BoxError) -> Self {
+        Self::Boxed(Arc::new(value))
+    }
+}
+
 pub type Result<T, E = Error> = result::Result<T, E>;
 
 /// Topic Partition (topition)
@@ -524,8 +651,8 @@ pub type Result<T, E = Error> = result::Result<T, E>;
 /// A topic partition pair.
 #[derive(Clone, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 pub struct Topition {
-    topic: String,
-    partition: i32,
+    pub topic: String,
+    pub partition: i32,
 }
 
 impl Topition {
@@ -644,7 +771,15 @@ pub type ListOffsetRequest = ListOffset;
 #[derive(Copy, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct ListOffsetResponse {
     pub error_code: ErrorCode,
+    /// The timestamp of the record that a [`ListOffset::Timestamp`] lookup
+    /// matched. `ListOffsetsService` sends -1 for [`ListOffset::Earliest`]
+    /// and [`ListOffset::Latest`] whatever this holds, as Kafka does, so a
+    /// storage engine need not set it for them.
     pub timestamp: Option<SystemTime>,
+    /// `None` when a [`ListOffset::Timestamp`] lookup matches no record, or
+    /// when `error_code` is not [`ErrorCode::None`]; `ListOffsetsService`
+    /// sends `None` as -1, as Kafka does. [`ListOffset::Earliest`] and
+    /// [`ListOffset::Latest`] with [`ErrorCode::None`] are always `Some`.
     pub offset: Option<i64>,
 }
 
@@ -679,10 +814,10 @@ impl ListOffsetResponse {
 /// A structure representing an [`nisshi_sans_io::OffsetCommitRequestPartition](OffsetCommitRequestPartition).
 #[derive(Clone, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 pub struct OffsetCommitRequest {
-    offset: i64,
-    leader_epoch: Option<i32>,
-    timestamp: Option<SystemTime>,
-    metadata: Option<String>,
+    pub offset: i64,
+    pub leader_epoch: Option<i32>,
+    pub timestamp: Option<SystemTime>,
+    pub metadata: Option<String>,
 }
 
 impl OffsetCommitRequest {
@@ -768,9 +903,11 @@ impl From<&FetchTopic> for TopicId {
         } else if let Some(ref id) = value.topic_id {
             Self::Id(Uuid::from_bytes(*id))
         } else {
-            // Patched for sluice: an unknown topic, not a panic (the decoder gives one
-            // of the two for every version, so this is only a guard).
-            Self::Name(String::new())
+            // A malformed/adversarial request naming neither a topic nor a
+            // topic id: fall back to the nil UUID sentinel already used
+            // elsewhere for "no such topic", so storage lookups resolve to
+            // an ordinary "not found" instead of panicking.
+            Self::Id(Uuid::from_bytes(NULL_TOPIC_ID))
         }
     }
 }
@@ -782,9 +919,7 @@ impl From<&MetadataRequestTopic> for TopicId {
         } else if let Some(ref id) = value.topic_id {
             Self::Id(Uuid::from_bytes(*id))
         } else {
-            // Patched for sluice: an unknown topic, not a panic (the decoder gives one
-            // of the two for every version, so this is only a guard).
-            Self::Name(String::new())
+            Self::Id(Uuid::from_bytes(NULL_TOPIC_ID))
         }
     }
 }
@@ -828,10 +963,10 @@ pub struct BrokerRegistrationRequest {
 
 #[derive(Clone, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 pub struct MetadataResponse {
-    cluster: Option<String>,
-    controller: Option<i32>,
-    brokers: Vec<MetadataResponseBroker>,
-    topics: Vec<MetadataResponseTopic>,
+    pub cluster: Option<String>,
+    pub controller: Option<i32>,
+    pub brokers: Vec<MetadataResponseBroker>,
+    pub topics: Vec<MetadataResponseTopic>,
 }
 
 impl MetadataResponse {
@@ -859,9 +994,9 @@ impl MetadataResponse {
     Clone, Copy, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize,
 )]
 pub struct OffsetStage {
-    last_stable: i64,
-    high_watermark: i64,
-    log_start: i64,
+    pub last_stable: i64,
+    pub high_watermark: i64,
+    pub log_start: i64,
 }
 
 impl OffsetStage {
@@ -878,16 +1013,51 @@ impl OffsetStage {
     }
 }
 
+/// The `low_watermark` of a `DeleteRecords` partition result that carries an
+/// error, as Kafka's `DeleteRecordsResponse.INVALID_LOW_WATERMARK`.
+pub const DELETE_RECORDS_INVALID_LOW_WATERMARK: i64 = -1;
+
+/// Validate a client-requested `DeleteRecords` offset against a partition's
+/// current [`OffsetStage`], and resolve it to the new low watermark (log
+/// start offset).
+///
+/// Mirrors the validation Kafka applies in `Partition.deleteRecordsOnLeader`
+/// / `UnifiedLog.maybeIncrementLogStartOffset`:
+///
+/// - `requested == -1` means "delete everything up to the high watermark"
+///   (what `kafka-delete-records.sh` sends by default): resolves to
+///   `stage.high_watermark`.
+/// - Any other negative offset, or one above the high watermark, is
+///   [`ErrorCode::OffsetOutOfRange`].
+/// - An offset at or below the current log start is a no-op: it resolves to
+///   the *existing* `stage.log_start`, not the requested value, so the log
+///   start never moves backward.
+/// - Otherwise the requested offset becomes the new log start.
+///
+/// Every backend must call this before mutating any watermark or deleting
+/// any record/object, so the five storage engines cannot drift from one
+/// another on what counts as a valid request.
+pub fn delete_records_cutoff(requested: i64, stage: &OffsetStage) -> Result<i64, ErrorCode> {
+    if requested == -1 {
+        return Ok(stage.high_watermark);
+    }
+
+    if requested < -1 || requested > stage.high_watermark {
+        return Err(ErrorCode::OffsetOutOfRange);
+    }
+
+    if requested <= stage.log_start {
+        return Ok(stage.log_start);
+    }
+
+    Ok(requested)
+}
+
 /// Group Member
 #[derive(Clone, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 pub struct GroupMember {
     pub join_response: JoinGroupResponseMember,
     pub last_contact: Option<SystemTime>,
-
-    /// The generation whose rebalance the member has joined, kept with the group so that
-    /// every broker sharing the storage knows which members a rebalance still waits for.
-    #[serde(default)]
-    pub joined_generation: Option<i32>,
 }
 
 /// Group State
@@ -991,6 +1161,10 @@ pub struct GroupDetail {
     pub skip_assignment: Option<bool>,
     pub inception: SystemTime,
     pub state: GroupState,
+    /// A group stored before this field existed has no rebalance in progress. The field is
+    /// boxed to keep `GroupDetail` small in the enums that carry it.
+    #[serde(default)]
+    pub rebalance: Box<GroupRebalance>,
 }
 
 impl Default for GroupDetail {
@@ -1003,29 +1177,108 @@ impl Default for GroupDetail {
             skip_assignment: Some(false),
             inception: SystemTime::now(),
             state: GroupState::default(),
+            rebalance: Box::default(),
         }
     }
 }
 
+/// The progress of a group's rebalance, which the group coordinator stores with the group so that
+/// any broker sharing the storage can coordinate the group.
+///
+/// Kafka keeps this state in the memory of the one broker that coordinates the group. Nisshi has
+/// no such broker, so each deadline is a wall-clock time that every broker can compare with its own
+/// clock.
+#[derive(Clone, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
+pub struct GroupRebalance {
+    /// The join phase in progress, which Kafka calls `PreparingRebalance`.
+    pub join_phase: Option<JoinPhase>,
+    /// The members that must still send `SyncGroup` for the current generation.
+    pub pending_sync: Option<PendingSync>,
+    /// The member ids that `MEMBER_ID_REQUIRED` gave out and that have not joined yet, each with
+    /// the time after which the coordinator forgets it.
+    pub pending_members: BTreeMap<String, SystemTime>,
+}
+
+/// A join phase: the coordinator holds each `JoinGroup` until the phase ends.
+#[derive(Clone, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
+pub struct JoinPhase {
+    /// When the phase ends whether or not every member has rejoined.
+    pub deadline: SystemTime,
+    /// The members that have joined in this phase.
+    pub joined: BTreeSet<String>,
+    /// Set while the group forms from empty, when the phase lasts for a delay instead of ending
+    /// once every member has joined.
+    pub initial_delay: Option<InitialDelay>,
+}
+
+/// The delay of a join phase that forms a group from empty, as Kafka's
+/// `group.initial.rebalance.delay.ms` gives it.
+#[derive(Clone, Copy, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
+pub struct InitialDelay {
+    /// The length of the delay that ends at the phase's deadline.
+    pub delay_ms: u64,
+    /// How much longer than the deadline the phase may still be extended.
+    pub remaining_ms: u64,
+    /// Whether a new member joined during the delay that ends at the deadline.
+    pub new_member_added: bool,
+}
+
+/// The members that must still send `SyncGroup`, and when the coordinator removes those that have
+/// not.
+#[derive(Clone, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
+pub struct PendingSync {
+    pub deadline: SystemTime,
+    pub members: BTreeSet<String>,
+}
+
+impl ConsumerGroupState {
+    /// Returns whether `states_filter` matches this state. The filter is the list of state names
+    /// in a `ListGroups` request. As in Kafka, a missing or empty filter matches every state,
+    /// and each name in the filter matches without regard to case or surrounding white space.
+    pub fn matches(&self, states_filter: Option<&[String]>) -> bool {
+        states_filter.is_none_or(|states_filter| {
+            let state = self.to_string();
+
+            states_filter.is_empty()
+                || states_filter
+                    .iter()
+                    .any(|name| name.trim().eq_ignore_ascii_case(&state))
+        })
+    }
+}
+
+/// A classic group's state in Kafka, from the group's stored detail.
 impl From<&GroupDetail> for ConsumerGroupState {
     fn from(value: &GroupDetail) -> Self {
         match value {
-            GroupDetail { members, .. } if members.is_empty() => Self::Empty,
-
+            // A join phase continues after every member sends LeaveGroup during the initial delay,
+            // and the group stays in PreparingRebalance until the phase ends, as in Kafka.
             GroupDetail {
-                state: GroupState::Forming { leader: None, .. },
+                state: GroupState::Forming { .. },
+                rebalance,
                 ..
-            } => Self::Assigning,
+            } if rebalance.join_phase.is_some() => Self::PreparingRebalance,
+
+            GroupDetail { members, .. } if members.is_empty() => Self::Empty,
 
             GroupDetail {
                 state: GroupState::Formed { .. },
                 ..
             } => Self::Stable,
 
-            _ => {
-                debug!(unknown = ?value);
-                Self::Unknown
-            }
+            GroupDetail {
+                state: GroupState::Forming { .. },
+                rebalance,
+                ..
+            } if rebalance.pending_sync.is_some() => Self::CompletingRebalance,
+
+            // A broker that stored the group without its rebalance state held each request for a
+            // fixed time. The group coordinator gives such a group a join phase, so it is in
+            // PreparingRebalance.
+            GroupDetail {
+                state: GroupState::Forming { .. },
+                ..
+            } => Self::PreparingRebalance,
         }
     }
 }
@@ -1048,7 +1301,7 @@ impl From<&GroupDetail> for consumer_group_describe_response::DescribedGroup {
             .assignment_epoch(-1)
             .assignor_name(assignor_name)
             .members(Some([].into()))
-            .authorized_operations(-1)
+            .authorized_operations(authorized_operations::OMITTED)
     }
 }
 
@@ -1064,8 +1317,8 @@ pub enum GroupDetailResponse {
 /// or [`describe_groups_response::DescribedGroup`].
 #[derive(Clone, Debug, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 pub struct NamedGroupDetail {
-    name: String,
-    response: GroupDetailResponse,
+    pub name: String,
+    pub response: GroupDetailResponse,
 }
 
 impl NamedGroupDetail {
@@ -1080,6 +1333,24 @@ impl NamedGroupDetail {
         Self {
             name,
             response: GroupDetailResponse::Found(found),
+        }
+    }
+
+    /// Returns a group from its stored detail, as the storage read and decoded it. A group
+    /// without a stored detail has only committed offsets, so it is empty. A group whose detail
+    /// can't be read or decoded has an error instead of a detail, so that a list of groups still
+    /// includes the other groups.
+    pub fn decoded<E>(name: String, stored: Option<Result<GroupDetail, E>>) -> Self
+    where
+        E: Debug,
+    {
+        match stored {
+            Some(Ok(detail)) => Self::found(name, detail),
+            Some(Err(err)) => {
+                error!(?err, name, "the stored group can't be read or decoded");
+                Self::error_code(name, ErrorCode::UnknownServerError)
+            }
+            None => Self::found(name, GroupDetail::default()),
         }
     }
 }
@@ -1107,7 +1378,7 @@ impl From<&NamedGroupDetail> for consumer_group_describe_response::DescribedGrou
                     .assignment_epoch(-1)
                     .assignor_name(assignor_name)
                     .members(Some([].into()))
-                    .authorized_operations(-1)
+                    .authorized_operations(authorized_operations::OMITTED)
             }
 
             NamedGroupDetail {
@@ -1117,12 +1388,12 @@ impl From<&NamedGroupDetail> for consumer_group_describe_response::DescribedGrou
                 .error_code((*error_code).into())
                 .error_message(Some(error_code.to_string()))
                 .group_id(name.into())
-                .group_state("Unknown".into())
+                .group_state(ConsumerGroupState::from(value).to_string())
                 .group_epoch(-1)
                 .assignment_epoch(-1)
                 .assignor_name("".into())
                 .members(Some([].into()))
-                .authorized_operations(-1),
+                .authorized_operations(authorized_operations::OMITTED),
         }
     }
 }
@@ -1157,7 +1428,7 @@ impl From<&NamedGroupDetail> for describe_groups_response::DescribedGroup {
                     .protocol_type(group_detail.state.protocol_type().unwrap_or_default())
                     .protocol_data("".into())
                     .members(Some(members))
-                    .authorized_operations(Some(-1))
+                    .authorized_operations(Some(authorized_operations::OMITTED))
             }
 
             NamedGroupDetail {
@@ -1166,12 +1437,33 @@ impl From<&NamedGroupDetail> for describe_groups_response::DescribedGroup {
             } => Self::default()
                 .error_code((*error_code).into())
                 .group_id(name.clone())
-                .group_state("Unknown".into())
+                .group_state(ConsumerGroupState::from(value).to_string())
                 .protocol_type("".into())
                 .protocol_data("".into())
                 .members(Some(vec![]))
-                .authorized_operations(Some(-1)),
+                .authorized_operations(Some(authorized_operations::OMITTED)),
         }
+    }
+}
+
+/// A group's state from its stored detail. A group whose detail the storage could not read is in
+/// the `Unknown` state.
+impl From<&NamedGroupDetail> for ConsumerGroupState {
+    fn from(value: &NamedGroupDetail) -> Self {
+        match &value.response {
+            GroupDetailResponse::Found(group_detail) => Self::from(group_detail),
+            GroupDetailResponse::ErrorCode(_) => Self::Unknown,
+        }
+    }
+}
+
+impl From<&NamedGroupDetail> for ListedGroup {
+    fn from(value: &NamedGroupDetail) -> Self {
+        Self::default()
+            .group_id(value.name.clone())
+            .protocol_type("consumer".into())
+            .group_state(Some(ConsumerGroupState::from(value).to_string()))
+            .group_type(Some("classic".into()))
     }
 }
 
@@ -1193,8 +1485,8 @@ pub struct PartitionDetail {
 /// Version representing an `e_tag` and `version` used in conditional writes to an object store.
 #[derive(Clone, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 pub struct Version {
-    e_tag: Option<String>,
-    version: Option<String>,
+    pub e_tag: Option<String>,
+    pub version: Option<String>,
 }
 
 impl From<&Uuid> for Version {
@@ -1330,6 +1622,12 @@ impl TxnState {
             _otherwise => false,
         }
     }
+
+    /// Whether the transaction has finished: it committed or aborted, and its
+    /// markers are written.
+    pub fn is_finished(&self) -> bool {
+        matches!(self, Self::Committed | Self::Aborted)
+    }
 }
 
 impl FromStr for TxnState {
@@ -1367,6 +1665,63 @@ impl From<TxnState> for String {
     }
 }
 
+#[derive(Clone, Debug)]
+pub struct StorageFactoryConfiguration {
+    pub node_id: i32,
+    pub cluster: String,
+    pub advertised_listener: Url,
+    pub storage: Url,
+    pub schema_registry: Option<Registry>,
+    pub lake_house: Option<House>,
+    pub cancellation: CancellationToken,
+}
+
+/// What a storage engine can do beyond the core [`Storage`] methods, so that the broker can
+/// refuse a configuration the engine can't serve before it starts, instead of failing request
+/// by request.
+///
+/// A new capability is a new field. An engine with no capability returns [`Default`]. An
+/// engine with any lists its capabilities in full, so adding a field makes the compiler name
+/// each engine that has to decide about it.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub struct StorageCapabilities {
+    /// Whether the engine stores SCRAM credentials, so that a broker on it can require
+    /// authentication. An engine that can't must fail
+    /// [`Storage::upsert_user_scram_credential`] and [`Storage::delete_user_scram_credential`]
+    /// instead of reporting success.
+    pub user_credentials: bool,
+}
+
+/// A storage engine's factory.
+///
+/// [`Display`] is the engine's name for people, with its URL scheme, e.g.
+/// `PostgreSQL (postgres://)`.
+#[async_trait]
+pub trait StorageFactory: Debug + Display + Send + Sync + 'static {
+    fn scheme(&self) -> Result<Regex>;
+
+    /// What the engine can do. See [`StorageCapabilities`].
+    fn capabilities(&self) -> StorageCapabilities;
+
+    /// Returns the notice that [`Builder::build`] logs as a warning when this factory is
+    /// selected, or `None` for an engine that is not deprecated.
+    ///
+    /// The notice is logged as it is written, so it must not hold a storage URL, which
+    /// can carry credentials.
+    fn deprecation(&self) -> Option<&'static str> {
+        None
+    }
+
+    async fn build(&self, configuration: StorageFactoryConfiguration) -> Result<ArcDynStorage>;
+}
+
+pub type DynStorageFactory = dyn StorageFactory;
+pub type ArcDynStorageFactory = Arc<DynStorageFactory>;
+
+// The existence of this function makes the compiler catch if the StorageFactory
+// trait is "object-safe" or not.
+fn _assert_storage_factory_trait_object(_s: &dyn StorageFactory) {}
+
 /// Storage
 ///
 /// The Core storage abstraction. All storage engines implement this type.
@@ -1376,9 +1731,29 @@ pub trait Storage: Debug + Send + Sync + 'static {
     async fn register_broker(&self, broker_registration: BrokerRegistrationRequest) -> Result<()>;
 
     /// Create a topic on this storage.
+    ///
+    /// An implementation creates the topic whatever `validate_only` says.
+    /// [`CreateTopicsService`] answers a `validate_only` request itself and
+    /// calls this method with `false`.
     async fn create_topic(&self, topic: CreatableTopic, validate_only: bool) -> Result<Uuid>;
 
     /// Incrementally alter a resource on this storage.
+    ///
+    /// A topic resource applies all of its changes or none of them. Its
+    /// `APPEND` and `SUBTRACT` changes follow [`config::apply_op`].
+    ///
+    /// [`IncrementalAlterConfigsService`] checks each resource the way Kafka
+    /// does before it calls this method. A caller that skips the service gets
+    /// only the checks that `apply_op` makes.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Api`] with [`ErrorCode::UnknownTopicOrPartition`] for a topic
+    ///   that doesn't exist;
+    /// - [`Error::Api`] with [`ErrorCode::InvalidConfig`] for `APPEND` or
+    ///   `SUBTRACT` on a key that isn't a list;
+    /// - any other error when storage fails, or when a change has an unknown
+    ///   operation.
     async fn incremental_alter_resource(
         &self,
         resource: AlterConfigsResource,
@@ -1397,6 +1772,19 @@ pub trait Storage: Debug + Send + Sync + 'static {
     async fn brokers(&self) -> Result<Vec<DescribeClusterBroker>>;
 
     /// Produce a deflated batch to this storage.
+    ///
+    /// Trusts the batch attributes as given: a batch with the control bit set
+    /// is written as a transaction marker, skipping schema validation and lake
+    /// writes. Only the broker may write control batches, so client Produce
+    /// batches must reach storage through [`ProduceService`], which rejects
+    /// them.
+    ///
+    /// A backend that decodes the batch does so with [`inflate_produced`], so
+    /// records that do not decode fail with `INVALID_RECORD`.
+    ///
+    /// A backend returns [`Error::MessageTooLarge`] when [`max_message_bytes::ensure_batch_fits`]
+    /// rejects the batch. The backend must return that error before it changes any state.
+    /// [`ProduceRequestBatcher`] then writes the same records again, one batch at a time.
     async fn produce(
         &self,
         transaction_id: Option<&str>,
@@ -1405,6 +1793,15 @@ pub trait Storage: Debug + Send + Sync + 'static {
     ) -> Result<i64>;
 
     /// Fetch deflated batches from storage.
+    ///
+    /// The batches hold at most `max_bytes`, except that a read can exceed it by
+    /// one batch. A read returns the first batch at or after `offset` even when
+    /// that batch alone is larger than `max_bytes`, so that a consumer gets past
+    /// it (KIP-74). The fetch service relies on this: without it, a consumer
+    /// whose fetch limit is smaller than a record never reads past that record.
+    ///
+    /// For a topic or partition that does not exist, see
+    /// [`Storage::offset_stage`].
     async fn fetch(
         &self,
         topition: &'_ Topition,
@@ -1416,9 +1813,24 @@ pub trait Storage: Debug + Send + Sync + 'static {
     ) -> Result<Vec<deflated::Batch>>;
 
     /// Query the offset stage for a topic partition.
+    ///
+    /// The partition index comes from the client, so an engine must not
+    /// keep state for a partition that does not exist: a client can send
+    /// any number of indexes.
+    ///
+    /// # Errors
+    ///
+    /// An engine should return [`Error::Api`] with
+    /// [`ErrorCode::UnknownTopicOrPartition`] for a topic or partition that
+    /// does not exist. Fetch reads the metadata before storage, so it sees
+    /// this error only when the topic is deleted, or recreated with fewer
+    /// partitions, in between, and it then answers the partition with that
+    /// error in the response. Any other error closes the client's
+    /// connection.
     async fn offset_stage(&self, topition: &Topition) -> Result<OffsetStage>;
 
-    /// Query the offsets for one or more topic partitions.
+    /// Query the offsets for one or more topic partitions. See
+    /// [`ListOffsetResponse::offset`] for when an answer has no offset.
     async fn list_offsets(
         &self,
         isolation_level: IsolationLevel,
@@ -1467,6 +1879,9 @@ pub trait Storage: Debug + Send + Sync + 'static {
     ) -> Result<Option<ScramCredential>>;
 
     /// Query the configuration of a resource in this storage.
+    ///
+    /// [`DescribeConfigsService`] answers a [`ConfigResource::Broker`] resource itself, so an
+    /// implementation needs to answer only the other resource types.
     async fn describe_config(
         &self,
         name: &str,
@@ -1474,8 +1889,9 @@ pub trait Storage: Debug + Send + Sync + 'static {
         keys: Option<&[String]>,
     ) -> Result<DescribeConfigsResult>;
 
-    /// Query available groups optionally with a state filter.
-    async fn list_groups(&self, states_filter: Option<&[String]>) -> Result<Vec<ListedGroup>>;
+    /// Returns every group in this storage with its stored detail. A group without a stored
+    /// detail (e.g. a group with only committed offsets) has the default detail, which is empty.
+    async fn list_groups(&self) -> Result<Vec<NamedGroupDetail>>;
 
     /// Delete one or more groups from storage.
     async fn delete_groups(
@@ -1498,7 +1914,24 @@ pub trait Storage: Debug + Send + Sync + 'static {
         cursor: Option<Topition>,
     ) -> Result<Vec<DescribeTopicPartitionsResponseTopic>>;
 
+    /// Returns the stored state of a group and the version that a following
+    /// [`Storage::update_group`] must pass, or `None` when no state is stored for the
+    /// group.
+    ///
+    /// The read does not change the stored version, so the returned version stays
+    /// valid until the stored group changes.
+    async fn group_with_version(&self, group_id: &str) -> Result<Option<(GroupDetail, Version)>>;
+
     /// Conditionally update the state of a group in this storage.
+    ///
+    /// `version` is the version of the group the caller last read. `None`
+    /// only succeeds when no state is stored for the group yet, and a version
+    /// for a stored group only succeeds when it matches the stored version.
+    /// Otherwise the update fails with [`UpdateError::Outdated`], carrying the
+    /// stored group and its version for the caller to retry against.
+    ///
+    /// Backends do not yet agree on a version for a group with no stored
+    /// state: some accept it, others report the group as outdated.
     async fn update_group(
         &self,
         group_id: &str,
@@ -1507,6 +1940,10 @@ pub trait Storage: Debug + Send + Sync + 'static {
     ) -> Result<Version, UpdateError<GroupDetail>>;
 
     /// Initialise a transactional or idempotent producer in this storage.
+    ///
+    /// `producer_id` and `producer_epoch` are fresh or a claim, as [`producer_claim`]
+    /// reads them. A backend checks a claim with [`check_claim`] when the transactional
+    /// ID has a producer, and ignores it otherwise, as Kafka does.
     async fn init_producer(
         &self,
         transaction_id: Option<&str>,
@@ -1552,8 +1989,9 @@ pub trait Storage: Debug + Send + Sync + 'static {
     async fn maintain_transactions(&self, _now: SystemTime) -> Result<()>;
 
     /// Aborted transactions overlapping `[offset, last_stable_offset)`, reporting which producer
-    /// ranges a `read_committed` Fetch client should discard. Postgres implements this; other
-    /// backends return `Ok(vec![])` or forward to an inner storage.
+    /// ranges a `read_committed` Fetch client should discard. No engine implements this yet:
+    /// every backend, Postgres included, returns `Ok(vec![])` (wrapper layers such as the proxy
+    /// forward to their inner storage), so a `read_committed` consumer would read aborted records.
     async fn aborted_transactions(
         &self,
         _topition: &Topition,
@@ -1712,8 +2150,8 @@ where
         self.as_ref().describe_config(name, resource, keys).await
     }
 
-    async fn list_groups(&self, states_filter: Option<&[String]>) -> Result<Vec<ListedGroup>> {
-        self.as_ref().list_groups(states_filter).await
+    async fn list_groups(&self) -> Result<Vec<NamedGroupDetail>> {
+        self.as_ref().list_groups().await
     }
 
     async fn delete_groups(
@@ -1742,6 +2180,10 @@ where
         self.as_ref()
             .describe_topic_partitions(topics, partition_limit, cursor)
             .await
+    }
+
+    async fn group_with_version(&self, group_id: &str) -> Result<Option<(GroupDetail, Version)>> {
+        self.as_ref().group_with_version(group_id).await
     }
 
     async fn update_group(
@@ -1982,8 +2424,8 @@ where
         self.as_ref().describe_config(name, resource, keys).await
     }
 
-    async fn list_groups(&self, states_filter: Option<&[String]>) -> Result<Vec<ListedGroup>> {
-        self.as_ref().list_groups(states_filter).await
+    async fn list_groups(&self) -> Result<Vec<NamedGroupDetail>> {
+        self.as_ref().list_groups().await
     }
 
     async fn delete_groups(
@@ -2012,6 +2454,10 @@ where
         self.as_ref()
             .describe_topic_partitions(topics, partition_limit, cursor)
             .await
+    }
+
+    async fn group_with_version(&self, group_id: &str) -> Result<Option<(GroupDetail, Version)>> {
+        self.as_ref().group_with_version(group_id).await
     }
 
     async fn update_group(
@@ -2117,47 +2563,6 @@ where
 pub type DynStorage = dyn Storage;
 pub type ArcDynStorage = Arc<DynStorage>;
 
-/// Patched for sluice: IncrementalAlterConfigs' APPEND and SUBTRACT on a list config (such
-/// as `cleanup.policy`), whose value is a comma-separated list. `items` may name several,
-/// comma-separated; APPEND adds those not there yet, SUBTRACT removes those that are.
-pub(crate) fn alter_list_config(current: Option<&str>, append: bool, items: &str) -> String {
-    let mut list = current
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(str::to_owned)
-        .collect::<Vec<_>>();
-
-    for item in items.split(',').map(str::trim).filter(|item| !item.is_empty()) {
-        if append {
-            if !list.iter().any(|existing| existing == item) {
-                list.push(item.to_owned());
-            }
-        } else {
-            list.retain(|existing| existing != item);
-        }
-    }
-
-    list.join(",")
-}
-
-#[cfg(test)]
-mod alter_list_config_tests {
-    use super::alter_list_config;
-
-    #[test]
-    fn append_and_subtract_keep_a_list() {
-        assert_eq!(alter_list_config(Some("delete"), true, "compact"), "delete,compact");
-        assert_eq!(alter_list_config(Some("delete,compact"), true, "compact"), "delete,compact");
-        assert_eq!(alter_list_config(None, true, "compact"), "compact");
-        assert_eq!(alter_list_config(Some("delete,compact"), false, "delete"), "compact");
-        assert_eq!(alter_list_config(Some("a, b ,c"), false, "b,c"), "a");
-        assert_eq!(alter_list_config(Some("a"), false, "z"), "a");
-        assert_eq!(alter_list_config(Some(""), true, ""), "");
-    }
-}
-
 /// Conditional Update Errors
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum UpdateError<T> {
@@ -2207,62 +2612,8 @@ impl<T> From<tokio_postgres::error::Error> for UpdateError<T> {
 }
 
 /// Storage Container
-#[derive(Clone)]
-#[cfg_attr(
-    not(any(
-        feature = "dynostore",
-        feature = "libsql",
-        feature = "postgres",
-        feature = "slatedb",
-        feature = "turso"
-    )),
-    allow(missing_copy_implementations)
-)]
-pub enum StorageContainer {
-    Null(null::Engine),
-
-    #[cfg(feature = "postgres")]
-    Postgres(Postgres),
-
-    #[cfg(feature = "dynostore")]
-    DynoStore(DynoStore),
-
-    #[cfg(feature = "libsql")]
-    Lite(lite::Engine),
-
-    #[cfg(feature = "slatedb")]
-    Slate(slate::Engine),
-
-    #[cfg(feature = "turso")]
-    Turso(limbo::Engine),
-}
-
-impl Debug for StorageContainer {
-    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Null(_) => f.debug_tuple(stringify!(StorageContainer::Null)).finish(),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(_) => f
-                .debug_tuple(stringify!(StorageContainer::Postgres))
-                .finish(),
-
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(_) => f
-                .debug_tuple(stringify!(StorageContainer::DynoStore))
-                .finish(),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(_) => f.debug_tuple(stringify!(StorageContainer::Lite)).finish(),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(_) => f.debug_tuple(stringify!(StorageContainer::Slate)).finish(),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(_) => f.debug_tuple(stringify!(StorageContainer::Turso)).finish(),
-        }
-    }
-}
+#[derive(Clone, Copy, Debug)]
+pub struct StorageContainer;
 
 impl StorageContainer {
     pub fn builder() -> PhantomBuilder {
@@ -2280,12 +2631,32 @@ pub struct Builder<N, C, A, S> {
     schema_registry: Option<Registry>,
     lake_house: Option<House>,
     silent: bool,
+    user_credentials_required: bool,
 
     cancellation: CancellationToken,
+
+    factories: Vec<ArcDynStorageFactory>,
 }
 
 type PhantomBuilder =
     Builder<PhantomData<i32>, PhantomData<String>, PhantomData<Url>, PhantomData<Url>>;
+
+/// Returns [`Error::UnrecognizedStorageOption`] for the first of `storage`'s query keys
+/// that is not in `recognized`.
+///
+/// A [`StorageFactory::build`] passes the options that its engine reads, so a misspelt
+/// option, or an option of a different engine, stops startup instead of being ignored.
+pub fn reject_unrecognized_options(storage: &Url, recognized: &[&str]) -> Result<()> {
+    storage
+        .query_pairs()
+        .find(|(k, _)| !recognized.contains(&k.as_ref()))
+        .map_or(Ok(()), |(k, _)| {
+            Err(Error::UnrecognizedStorageOption {
+                scheme: storage.scheme().to_owned(),
+                option: k.into_owned(),
+            })
+        })
+}
 
 impl<N, C, A, S> Builder<N, C, A, S> {
     pub fn node_id(self, node_id: i32) -> Builder<i32, C, A, S> {
@@ -2297,7 +2668,9 @@ impl<N, C, A, S> Builder<N, C, A, S> {
             schema_registry: self.schema_registry,
             lake_house: self.lake_house,
             silent: self.silent,
+            user_credentials_required: self.user_credentials_required,
             cancellation: self.cancellation,
+            factories: self.factories,
         }
     }
 
@@ -2310,7 +2683,9 @@ impl<N, C, A, S> Builder<N, C, A, S> {
             schema_registry: self.schema_registry,
             lake_house: self.lake_house,
             silent: self.silent,
+            user_credentials_required: self.user_credentials_required,
             cancellation: self.cancellation,
+            factories: self.factories,
         }
     }
 
@@ -2323,12 +2698,14 @@ impl<N, C, A, S> Builder<N, C, A, S> {
             schema_registry: self.schema_registry,
             lake_house: self.lake_house,
             silent: self.silent,
+            user_credentials_required: self.user_credentials_required,
             cancellation: self.cancellation,
+            factories: self.factories,
         }
     }
 
     pub fn storage(self, storage: Url) -> Builder<N, C, A, Url> {
-        debug!(%storage);
+        debug!(storage = %redact_url(&storage));
 
         Builder {
             node_id: self.node_id,
@@ -2338,7 +2715,9 @@ impl<N, C, A, S> Builder<N, C, A, S> {
             schema_registry: self.schema_registry,
             lake_house: self.lake_house,
             silent: self.silent,
+            user_credentials_required: self.user_credentials_required,
             cancellation: self.cancellation,
+            factories: self.factories,
         }
     }
 
@@ -2354,9 +2733,9 @@ impl<N, C, A, S> Builder<N, C, A, S> {
     }
 
     pub fn lake_house(self, lake_house: Option<House>) -> Self {
-        _ = lake_house
-            .as_ref()
-            .inspect(|lake_house| debug!(?lake_house));
+        _ = lake_house.as_ref().inspect(|lake_house| {
+            debug!(lake_house = ?LakeHouseType::from(*lake_house));
+        });
 
         Self { lake_house, ..self }
     }
@@ -2371,283 +2750,81 @@ impl<N, C, A, S> Builder<N, C, A, S> {
     pub fn silent(self, silent: bool) -> Self {
         Self { silent, ..self }
     }
+
+    /// When `true`, [`build`](Builder::build) fails with [`Error::AuthenticationUnsupported`]
+    /// if the storage engine can't store SCRAM credentials, before it connects to the storage.
+    /// A broker that requires authentication sets it.
+    pub fn user_credentials_required(self, user_credentials_required: bool) -> Self {
+        Self {
+            user_credentials_required,
+            ..self
+        }
+    }
+
+    pub fn with_factory(&mut self, factory: ArcDynStorageFactory) {
+        self.factories.push(factory);
+    }
+}
+
+impl From<Builder<i32, String, Url, Url>> for StorageFactoryConfiguration {
+    fn from(value: Builder<i32, String, Url, Url>) -> Self {
+        Self {
+            node_id: value.node_id,
+            cluster: value.cluster_id,
+            advertised_listener: value.advertised_listener,
+            storage: value.storage,
+            schema_registry: value.schema_registry,
+            lake_house: value.lake_house,
+            cancellation: value.cancellation,
+        }
+    }
 }
 
 impl Builder<i32, String, Url, Url> {
-    pub async fn build(self) -> Result<Arc<Box<dyn Storage>>> {
-        let storage = match self.storage.scheme() {
-            #[cfg(feature = "postgres")]
-            "postgres" | "postgresql" => Postgres::builder(self.storage.to_string().as_str())
-                .map(|builder| builder.cluster(self.cluster_id.as_str()))
-                .map(|builder| builder.node(self.node_id))
-                .map(|builder| builder.advertised_listener(self.advertised_listener.clone()))
-                .map(|builder| builder.schemas(self.schema_registry))
-                .map(|builder| builder.lake(self.lake_house.clone()))
-                .map(|builder| builder.build())
-                .map(|storage| Box::new(storage) as Box<dyn Storage>)
-                .map(Arc::new),
+    pub async fn build(self) -> Result<ArcDynStorage> {
+        let Some(factory) = self
+            .factories
+            .iter()
+            .find(|factory| {
+                factory
+                    .scheme()
+                    .is_ok_and(|scheme| scheme.is_match(self.storage.scheme()))
+            })
+            .cloned()
+        else {
+            return Err(Error::NoEngineForScheme {
+                scheme: self.storage.scheme().into(),
+                storage: redact_url(&self.storage).to_string(),
+            });
+        };
 
-            #[cfg(not(feature = "postgres"))]
-            "postgres" | "postgresql" => Err(Error::FeatureNotEnabled {
-                feature: "postgres".into(),
-                message: self.storage.to_string(),
-            }),
+        if self.user_credentials_required && !factory.capabilities().user_credentials {
+            return Err(Error::AuthenticationUnsupported {
+                engine: factory.to_string(),
+                supported: self
+                    .factories
+                    .iter()
+                    .filter(|factory| factory.capabilities().user_credentials)
+                    .map(|factory| factory.to_string())
+                    .collect(),
+            });
+        }
 
-            #[cfg(feature = "dynostore")]
-            "s3" => {
-                use crate::batch::ProduceRequestBatcher;
+        if let Some(notice) = factory.deprecation() {
+            warn!("{notice}");
+        }
 
-                let bucket_name = self.storage.host_str().unwrap_or("nisshi");
+        let silent = self.silent;
+        let redacted = redact_url(&self.storage);
 
-                let minimum_size = self.storage.query_pairs().find_map(|(k, v)| {
-                    if k == "batch_min_size" {
-                        human_units::Size::from_str(v.as_ref())
-                            .map(|size| size.0)
-                            .inspect_err(|err| warn!(storage = %self.storage, v = v.as_ref(), ?err))
-                            .ok()
-                            .and_then(|size| usize::try_from(size).ok())
-                    } else {
-                        None
-                    }
-                });
+        let storage = factory.build(self.into()).await?;
 
-                let maximum_delay = self.storage.query_pairs().find_map(|(k, v)| {
-                    if k == "batch_max_delay" {
-                        human_units::Duration::from_str(v.as_ref())
-                            .map(|duration| duration.0)
-                            .inspect_err(|err| warn!(storage = %self.storage, v = v.as_ref(), ?err))
-                            .ok()
-                    } else {
-                        None
-                    }
-                });
-
-                debug!(?minimum_size, ?maximum_delay);
-
-                AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket_name)
-                    .with_conditional_put(S3ConditionalPut::ETagMatch)
-                    .build()
-                    .map(|object_store| {
-                        DynoStore::new(self.cluster_id.as_str(), self.node_id, object_store)
-                            .advertised_listener(self.advertised_listener.clone())
-                            .schemas(self.schema_registry)
-                            .lake(self.lake_house.clone())
-                    })
-                    .map(|storage| {
-                        ProduceRequestBatcher::new(storage)
-                            .with_minimum_size(minimum_size)
-                            .with_maximum_delay(maximum_delay)
-                    })
-                    .map(|storage| Box::new(storage) as Box<dyn Storage>)
-                    .map(Arc::new)
-                    .map_err(Into::into)
-            }
-
-            #[cfg(feature = "dynostore")]
-            "gs" => {
-                use std::num::NonZeroU32;
-
-                use object_store::gcp::GoogleCloudStorageBuilder;
-
-                use crate::{batch::ProduceRequestBatcher, gcs::limit::PutRateLimiter};
-
-                let bucket_name = self.storage.host_str().unwrap_or("nisshi");
-
-                let minimum_size = self.storage.query_pairs().find_map(|(k, v)| {
-                    if k == "batch_min_size" {
-                        human_units::Size::from_str(v.as_ref())
-                            .map(|size| size.0)
-                            .inspect_err(|err| warn!(storage = %self.storage, v = v.as_ref(), ?err))
-                            .ok()
-                            .and_then(|size| usize::try_from(size).ok())
-                    } else {
-                        None
-                    }
-                });
-
-                let maximum_delay = self.storage.query_pairs().find_map(|(k, v)| {
-                    if k == "batch_max_delay" {
-                        human_units::Duration::from_str(v.as_ref())
-                            .map(|duration| duration.0)
-                            .inspect_err(|err| warn!(storage = %self.storage, v = v.as_ref(), ?err))
-                            .ok()
-                    } else {
-                        None
-                    }
-                });
-
-                GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket_name)
-                    .build()
-                    .map(|object_store| {
-                        PutRateLimiter::new(object_store, Duration::from_mins(5))
-                            .with_rate_per_second(NonZeroU32::new(1))
-                            .with_jitter(Some(Duration::from_millis(50)))
-                    })
-                    .map(|object_store| {
-                        DynoStore::new(self.cluster_id.as_str(), self.node_id, object_store)
-                            .advertised_listener(self.advertised_listener.clone())
-                            .schemas(self.schema_registry)
-                            .lake(self.lake_house.clone())
-                    })
-                    .map(|storage| {
-                        ProduceRequestBatcher::new(storage)
-                            .with_minimum_size(minimum_size)
-                            .with_maximum_delay(maximum_delay)
-                    })
-                    .map(|storage| Box::new(storage) as Box<dyn Storage>)
-                    .map(Arc::new)
-                    .map_err(Into::into)
-            }
-
-            #[cfg(feature = "dynostore")]
-            "memory" => Ok(
-                DynoStore::new(self.cluster_id.as_str(), self.node_id, InMemory::new())
-                    .advertised_listener(self.advertised_listener.clone())
-                    .schemas(self.schema_registry)
-                    .lake(self.lake_house.clone()),
-            )
-            .map(|storage| Box::new(storage) as Box<dyn Storage>)
-            .map(Arc::new),
-
-            #[cfg(not(feature = "dynostore"))]
-            "s3" | "memory" => Err(Error::FeatureNotEnabled {
-                feature: "dynostore".into(),
-                message: self.storage.to_string(),
-            }),
-
-            #[cfg(feature = "libsql")]
-            "sqlite" => {
-                lite::Engine::builder()
-                    .storage(self.storage.clone())
-                    .node(self.node_id)
-                    .cluster(self.cluster_id.clone())
-                    .advertised_listener(self.advertised_listener.clone())
-                    .schemas(self.schema_registry)
-                    .lake(self.lake_house.clone())
-                    .cancellation(self.cancellation.clone())
-                    .build()
-                    .await
-            }
-
-            #[cfg(not(feature = "libsql"))]
-            "sqlite" => Err(Error::FeatureNotEnabled {
-                feature: "libsql".into(),
-                message: self.storage.to_string(),
-            }),
-
-            #[cfg(feature = "slatedb")]
-            "slatedb" => {
-                use slatedb::Db;
-                use slatedb::object_store::{
-                    ObjectStore as SlateObjectStore,
-                    aws::{
-                        AmazonS3Builder as SlateS3Builder,
-                        S3ConditionalPut as SlateS3ConditionalPut,
-                    },
-                    memory::InMemory as SlateInMemory,
-                };
-
-                let host = self.storage.host_str().unwrap_or("nisshi");
-                let db_path = format!("nisshi-{}.slatedb", self.cluster_id);
-
-                // Support memory backend for testing: slatedb://memory
-                let object_store: Arc<dyn SlateObjectStore> = if host == "memory" {
-                    Arc::new(SlateInMemory::new())
-                } else {
-                    // Use S3 backend with host as bucket name
-                    SlateS3Builder::from_env()
-                        .with_bucket_name(host)
-                        .with_conditional_put(SlateS3ConditionalPut::ETagMatch)
-                        .build()
-                        .map(Arc::new)
-                        .map_err(|e| Error::Message(e.to_string()))?
-                };
-
-                Db::open(db_path, object_store)
-                    .await
-                    .map(Arc::new)
-                    .map(|db| {
-                        slate::Engine::builder()
-                            .cluster(self.cluster_id.clone())
-                            .node(self.node_id)
-                            .advertised_listener(self.advertised_listener.clone())
-                            .db(db)
-                            .schemas(self.schema_registry)
-                            .lake(self.lake_house)
-                            .build()
-                    })
-                    .map(|storage| Box::new(storage) as Box<dyn Storage>)
-                    .map(Arc::new)
-                    .map_err(Into::into)
-            }
-
-            #[cfg(not(feature = "slatedb"))]
-            "slatedb" => Err(Error::FeatureNotEnabled {
-                feature: "slatedb".into(),
-                message: self.storage.to_string(),
-            }),
-
-            #[cfg(feature = "turso")]
-            "turso" => limbo::Engine::builder()
-                .storage(self.storage.clone())
-                .node(self.node_id)
-                .cluster(self.cluster_id.clone())
-                .advertised_listener(self.advertised_listener.clone())
-                .schemas(self.schema_registry)
-                .lake(self.lake_house.clone())
-                .build()
-                .await
-                .map(|storage| Box::new(storage) as Box<dyn Storage>)
-                .map(Arc::new),
-
-            #[cfg(not(feature = "turso"))]
-            "turso" => Err(Error::FeatureNotEnabled {
-                feature: "turso".into(),
-                message: self.storage.to_string(),
-            }),
-
-            "null" => Ok(null::Engine::new(
-                self.cluster_id.clone(),
-                self.node_id,
-                self.advertised_listener.clone(),
-            ))
-            .map(|storage| Box::new(storage) as Box<dyn Storage>)
-            .map(Arc::new),
-
-            #[cfg(not(any(
-                feature = "dynostore",
-                feature = "libsql",
-                feature = "postgres",
-                feature = "slatedb",
-                feature = "turso"
-            )))]
-            _storage => Ok(null::Engine::new(
-                self.cluster_id.clone(),
-                self.node_id,
-                self.advertised_listener.clone(),
-            ))
-            .map(|storage| Box::new(storage) as Box<dyn Storage>)
-            .map(Arc::new),
-
-            #[cfg(any(
-                feature = "dynostore",
-                feature = "libsql",
-                feature = "postgres",
-                feature = "slatedb",
-                feature = "turso"
-            ))]
-            _unsupported => Err(Error::UnsupportedStorageUrl(self.storage.clone())),
-        }?;
-
-        let pb = if self.silent {
+        let pb = if silent {
             None
         } else {
             let pb = ProgressBar::new(1);
             pb.set_style(
-                ProgressStyle::with_template("[{elapsed}] {bar:40.cyan/blue} {msg}")
-                    .unwrap()
+                ProgressStyle::with_template("[{elapsed}] {bar:40.cyan/blue} {msg}")?
                     .progress_chars("##-"),
             );
 
@@ -2656,7 +2833,14 @@ impl Builder<i32, String, Url, Url> {
             Some(pb)
         };
 
-        storage.ping().await?;
+        storage
+            .ping()
+            .await
+            .map_err(|source| Error::StartupFailed {
+                storage: Arc::new(redacted),
+                failure: StartupFailure::StorageUnreachable,
+                source: Arc::new(source),
+            })?;
 
         if let Some(pb) = pb {
             pb.inc(1);
@@ -2667,7 +2851,46 @@ impl Builder<i32, String, Url, Url> {
     }
 }
 
-pub(crate) static METER: LazyLock<Meter> = LazyLock::new(|| {
+/// The message for [`Error::AuthenticationUnsupported`]: `engine` can't store SCRAM users,
+/// and `supported` names the engines of this build that can.
+pub fn authentication_unsupported_message(engine: &str, supported: &[impl AsRef<str>]) -> String {
+    let choices = match supported.split_last() {
+        None => {
+            return format!(
+                "the {engine} storage engine can't store SCRAM users, which --authentication \
+                needs, and this build has no storage engine that can: rebuild with the libsql or \
+                postgres feature, or start without --authentication, which lets any client \
+                connect without logging in"
+            );
+        }
+        Some((last, [])) => last.as_ref().to_owned(),
+        Some((last, rest)) => format!(
+            "{} or {}",
+            rest.iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", "),
+            last.as_ref()
+        ),
+    };
+
+    format!(
+        "the {engine} storage engine can't store SCRAM users, which --authentication needs: use \
+        {choices}, or start without --authentication, which lets any client connect without \
+        logging in"
+    )
+}
+
+/// The per-user message that AlterUserScramCredentials answers for
+/// [`Error::UserCredentialsUnsupported`].
+pub fn user_credentials_unsupported_message(engine: &str) -> String {
+    format!(
+        "The {engine} storage engine can't store SCRAM credentials, so nothing was changed. \
+        SCRAM users need PostgreSQL or SQLite storage."
+    )
+}
+
+pub static METER: LazyLock<Meter> = LazyLock::new(|| {
     global::meter_with_scope(
         InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
             .with_version(env!("CARGO_PKG_VERSION"))
@@ -2676,21 +2899,12 @@ pub(crate) static METER: LazyLock<Meter> = LazyLock::new(|| {
     )
 });
 
-static STORAGE_CONTAINER_REQUESTS: LazyLock<Counter<u64>> = LazyLock::new(|| {
-    METER
-        .u64_counter("nisshi_storage_container_requests")
-        .with_description("nisshi storage container requests")
-        .build()
-});
-
-static STORAGE_CONTAINER_ERRORS: LazyLock<Counter<u64>> = LazyLock::new(|| {
-    METER
-        .u64_counter("nisshi_storage_container_errors")
-        .with_description("nisshi storage container errors")
-        .build()
-});
-
-#[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
+/// A stored SCRAM credential (RFC 5802).
+///
+/// `Debug` writes `stored_key` and `server_key` as `[hidden]`. With the salt and
+/// iteration count, the stored key allows an offline dictionary attack on the
+/// password, and the server key allows a client to impersonate the server.
+#[derive(Clone, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct ScramCredential {
     pub salt: Bytes,
     pub iterations: i32,
@@ -2698,1253 +2912,54 @@ pub struct ScramCredential {
     pub server_key: Bytes,
 }
 
-#[async_trait]
-impl Storage for StorageContainer {
-    #[instrument(skip_all)]
-    async fn register_broker(&self, broker_registration: BrokerRegistrationRequest) -> Result<()> {
-        let attributes = [KeyValue::new("method", "register_broker")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.register_broker(broker_registration),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.register_broker(broker_registration),
-
-            Self::Null(engine) => engine.register_broker(broker_registration),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.register_broker(broker_registration),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.register_broker(broker_registration),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.register_broker(broker_registration),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn incremental_alter_resource(
-        &self,
-        resource: AlterConfigsResource,
-    ) -> Result<AlterConfigsResourceResponse> {
-        let attributes = [KeyValue::new("method", "incremental_alter_resource")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.incremental_alter_resource(resource),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.incremental_alter_resource(resource),
-
-            Self::Null(engine) => engine.incremental_alter_resource(resource),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.incremental_alter_resource(resource),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.incremental_alter_resource(resource),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.incremental_alter_resource(resource),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn create_topic(&self, topic: CreatableTopic, validate_only: bool) -> Result<Uuid> {
-        let attributes = [KeyValue::new("method", "create_topic")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.create_topic(topic, validate_only),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.create_topic(topic, validate_only),
-
-            Self::Null(engine) => engine.create_topic(topic, validate_only),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.create_topic(topic, validate_only),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.create_topic(topic, validate_only),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.create_topic(topic, validate_only),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn delete_records(
-        &self,
-        topics: &[DeleteRecordsTopic],
-    ) -> Result<Vec<DeleteRecordsTopicResult>> {
-        let attributes = [KeyValue::new("method", "delete_records")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.delete_records(topics),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.delete_records(topics),
-
-            Self::Null(engine) => engine.delete_records(topics),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.delete_records(topics),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.delete_records(topics),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.delete_records(topics),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
-        let attributes = [KeyValue::new("method", "delete_topic")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.delete_topic(topic),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.delete_topic(topic),
-
-            Self::Null(engine) => engine.delete_topic(topic),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.delete_topic(topic),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.delete_topic(topic),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.delete_topic(topic),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn brokers(&self) -> Result<Vec<DescribeClusterBroker>> {
-        let attributes = [KeyValue::new("method", "brokers")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.brokers(),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.brokers(),
-
-            Self::Null(engine) => engine.brokers(),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.brokers(),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.brokers(),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.brokers(),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn produce(
-        &self,
-        transaction_id: Option<&str>,
-        topition: &Topition,
-        batch: deflated::Batch,
-    ) -> Result<i64> {
-        let attributes = [KeyValue::new("method", "produce")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.produce(transaction_id, topition, batch),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.produce(transaction_id, topition, batch),
-
-            Self::Null(engine) => engine.produce(transaction_id, topition, batch),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.produce(transaction_id, topition, batch),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.produce(transaction_id, topition, batch),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.produce(transaction_id, topition, batch),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn fetch(
-        &self,
-        topition: &'_ Topition,
-        offset: i64,
-        min_bytes: u32,
-        max_bytes: u32,
-        isolation: IsolationLevel,
-        max_wait: Duration,
-    ) -> Result<Vec<deflated::Batch>> {
-        let attributes = [KeyValue::new("method", "fetch")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => {
-                engine.fetch(topition, offset, min_bytes, max_bytes, isolation, max_wait)
-            }
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => {
-                engine.fetch(topition, offset, min_bytes, max_bytes, isolation, max_wait)
-            }
-
-            Self::Null(engine) => {
-                engine.fetch(topition, offset, min_bytes, max_bytes, isolation, max_wait)
-            }
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => {
-                engine.fetch(topition, offset, min_bytes, max_bytes, isolation, max_wait)
-            }
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => {
-                engine.fetch(topition, offset, min_bytes, max_bytes, isolation, max_wait)
-            }
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => {
-                engine.fetch(topition, offset, min_bytes, max_bytes, isolation, max_wait)
-            }
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn offset_stage(&self, topition: &Topition) -> Result<OffsetStage> {
-        let attributes = [KeyValue::new("method", "offset_stage")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.offset_stage(topition),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.offset_stage(topition),
-
-            Self::Null(engine) => engine.offset_stage(topition),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.offset_stage(topition),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.offset_stage(topition),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.offset_stage(topition),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn list_offsets(
-        &self,
-        isolation_level: IsolationLevel,
-        offsets: &[(Topition, ListOffset)],
-    ) -> Result<Vec<(Topition, ListOffsetResponse)>> {
-        let attributes = [KeyValue::new("method", "list_offsets")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.list_offsets(isolation_level, offsets),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.list_offsets(isolation_level, offsets),
-
-            Self::Null(engine) => engine.list_offsets(isolation_level, offsets),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.list_offsets(isolation_level, offsets),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.list_offsets(isolation_level, offsets),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.list_offsets(isolation_level, offsets),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn offset_commit(
-        &self,
-        group_id: &str,
-        retention_time_ms: Option<Duration>,
-        offsets: &[(Topition, OffsetCommitRequest)],
-    ) -> Result<Vec<(Topition, ErrorCode)>> {
-        let attributes = [KeyValue::new("method", "offset_commit")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.offset_commit(group_id, retention_time_ms, offsets),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.offset_commit(group_id, retention_time_ms, offsets),
-
-            Self::Null(engine) => engine.offset_commit(group_id, retention_time_ms, offsets),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.offset_commit(group_id, retention_time_ms, offsets),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.offset_commit(group_id, retention_time_ms, offsets),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.offset_commit(group_id, retention_time_ms, offsets),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn committed_offset_topitions(&self, group_id: &str) -> Result<BTreeMap<Topition, i64>> {
-        let attributes = [KeyValue::new("method", "committed_offset_topitions")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.committed_offset_topitions(group_id),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.committed_offset_topitions(group_id),
-
-            Self::Null(engine) => engine.committed_offset_topitions(group_id),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.committed_offset_topitions(group_id),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.committed_offset_topitions(group_id),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.committed_offset_topitions(group_id),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn offset_fetch(
-        &self,
-        group_id: Option<&str>,
-        topics: &[Topition],
-        require_stable: Option<bool>,
-    ) -> Result<BTreeMap<Topition, i64>> {
-        let attributes = [KeyValue::new("method", "offset_fetch")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.offset_fetch(group_id, topics, require_stable),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.offset_fetch(group_id, topics, require_stable),
-
-            Self::Null(engine) => engine.offset_fetch(group_id, topics, require_stable),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.offset_fetch(group_id, topics, require_stable),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.offset_fetch(group_id, topics, require_stable),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.offset_fetch(group_id, topics, require_stable),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn metadata(&self, topics: Option<&[TopicId]>) -> Result<MetadataResponse> {
-        let attributes = [KeyValue::new("method", "metadata")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.metadata(topics),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.metadata(topics),
-
-            Self::Null(engine) => engine.metadata(topics),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.metadata(topics),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.metadata(topics),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.metadata(topics),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn describe_config(
-        &self,
-        name: &str,
-        resource: ConfigResource,
-        keys: Option<&[String]>,
-    ) -> Result<DescribeConfigsResult> {
-        let attributes = [KeyValue::new("method", "describe_config")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.describe_config(name, resource, keys),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.describe_config(name, resource, keys),
-
-            Self::Null(engine) => engine.describe_config(name, resource, keys),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.describe_config(name, resource, keys),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.describe_config(name, resource, keys),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.describe_config(name, resource, keys),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn describe_topic_partitions(
-        &self,
-        topics: Option<&[TopicId]>,
-        partition_limit: i32,
-        cursor: Option<Topition>,
-    ) -> Result<Vec<DescribeTopicPartitionsResponseTopic>> {
-        let attributes = [KeyValue::new("method", "describe_topic_partitions")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => {
-                engine.describe_topic_partitions(topics, partition_limit, cursor)
-            }
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.describe_topic_partitions(topics, partition_limit, cursor),
-
-            Self::Null(engine) => engine.describe_topic_partitions(topics, partition_limit, cursor),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => {
-                engine.describe_topic_partitions(topics, partition_limit, cursor)
-            }
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => {
-                engine.describe_topic_partitions(topics, partition_limit, cursor)
-            }
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => {
-                engine.describe_topic_partitions(topics, partition_limit, cursor)
-            }
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn list_groups(&self, states_filter: Option<&[String]>) -> Result<Vec<ListedGroup>> {
-        let attributes = [KeyValue::new("method", "list_groups")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.list_groups(states_filter),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.list_groups(states_filter),
-
-            Self::Null(engine) => engine.list_groups(states_filter),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.list_groups(states_filter),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.list_groups(states_filter),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.list_groups(states_filter),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn delete_groups(
-        &self,
-        group_ids: Option<&[String]>,
-    ) -> Result<Vec<DeletableGroupResult>> {
-        let attributes = [KeyValue::new("method", "delete_groups")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.delete_groups(group_ids),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.delete_groups(group_ids),
-
-            Self::Null(engine) => engine.delete_groups(group_ids),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.delete_groups(group_ids),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.delete_groups(group_ids),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.delete_groups(group_ids),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn describe_groups(
-        &self,
-        group_ids: Option<&[String]>,
-        include_authorized_operations: bool,
-    ) -> Result<Vec<NamedGroupDetail>> {
-        let attributes = [KeyValue::new("method", "describe_groups")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => {
-                engine.describe_groups(group_ids, include_authorized_operations)
-            }
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.describe_groups(group_ids, include_authorized_operations),
-
-            Self::Null(engine) => engine.describe_groups(group_ids, include_authorized_operations),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => {
-                engine.describe_groups(group_ids, include_authorized_operations)
-            }
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.describe_groups(group_ids, include_authorized_operations),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.describe_groups(group_ids, include_authorized_operations),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn update_group(
-        &self,
-        group_id: &str,
-        detail: GroupDetail,
-        version: Option<Version>,
-    ) -> Result<Version, UpdateError<GroupDetail>> {
-        let attributes = [KeyValue::new("method", "update_group")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.update_group(group_id, detail, version),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.update_group(group_id, detail, version),
-
-            Self::Null(engine) => engine.update_group(group_id, detail, version),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.update_group(group_id, detail, version),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.update_group(group_id, detail, version),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.update_group(group_id, detail, version),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn init_producer(
-        &self,
-        transaction_id: Option<&str>,
-        transaction_timeout_ms: i32,
-        producer_id: Option<i64>,
-        producer_epoch: Option<i16>,
-    ) -> Result<ProducerIdResponse> {
-        let attributes = [KeyValue::new("method", "init_producer")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.init_producer(
-                transaction_id,
-                transaction_timeout_ms,
-                producer_id,
-                producer_epoch,
-            ),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.init_producer(
-                transaction_id,
-                transaction_timeout_ms,
-                producer_id,
-                producer_epoch,
-            ),
-
-            Self::Null(engine) => engine.init_producer(
-                transaction_id,
-                transaction_timeout_ms,
-                producer_id,
-                producer_epoch,
-            ),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.init_producer(
-                transaction_id,
-                transaction_timeout_ms,
-                producer_id,
-                producer_epoch,
-            ),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.init_producer(
-                transaction_id,
-                transaction_timeout_ms,
-                producer_id,
-                producer_epoch,
-            ),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.init_producer(
-                transaction_id,
-                transaction_timeout_ms,
-                producer_id,
-                producer_epoch,
-            ),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn txn_add_offsets(
-        &self,
-        transaction_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        group_id: &str,
-    ) -> Result<ErrorCode> {
-        let attributes = [KeyValue::new("method", "txn_add_offsets")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => {
-                engine.txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id)
-            }
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => {
-                engine.txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id)
-            }
-
-            Self::Null(engine) => {
-                engine.txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id)
-            }
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => {
-                engine.txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id)
-            }
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => {
-                engine.txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id)
-            }
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => {
-                engine.txn_add_offsets(transaction_id, producer_id, producer_epoch, group_id)
-            }
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn txn_add_partitions(
-        &self,
-        partitions: TxnAddPartitionsRequest,
-    ) -> Result<TxnAddPartitionsResponse> {
-        let attributes = [KeyValue::new("method", "txn_add_partitions")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.txn_add_partitions(partitions),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.txn_add_partitions(partitions),
-
-            Self::Null(engine) => engine.txn_add_partitions(partitions),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.txn_add_partitions(partitions),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.txn_add_partitions(partitions),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.txn_add_partitions(partitions),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn txn_offset_commit(
-        &self,
-        offsets: TxnOffsetCommitRequest,
-    ) -> Result<Vec<TxnOffsetCommitResponseTopic>> {
-        let attributes = [KeyValue::new("method", "txn_offset_commit")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.txn_offset_commit(offsets),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.txn_offset_commit(offsets),
-
-            Self::Null(engine) => engine.txn_offset_commit(offsets),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.txn_offset_commit(offsets),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.txn_offset_commit(offsets),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.txn_offset_commit(offsets),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn txn_end(
-        &self,
-        transaction_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        committed: bool,
-    ) -> Result<ErrorCode> {
-        let attributes = [KeyValue::new("method", "txn_end")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => {
-                engine.txn_end(transaction_id, producer_id, producer_epoch, committed)
-            }
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => {
-                engine.txn_end(transaction_id, producer_id, producer_epoch, committed)
-            }
-
-            Self::Null(engine) => {
-                engine.txn_end(transaction_id, producer_id, producer_epoch, committed)
-            }
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => {
-                engine.txn_end(transaction_id, producer_id, producer_epoch, committed)
-            }
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => {
-                engine.txn_end(transaction_id, producer_id, producer_epoch, committed)
-            }
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => {
-                engine.txn_end(transaction_id, producer_id, producer_epoch, committed)
-            }
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn maintain(&self, now: SystemTime) -> Result<()> {
-        let attributes = [KeyValue::new("method", "maintain")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.maintain(now),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.maintain(now),
-
-            Self::Null(engine) => engine.maintain(now),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.maintain(now),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.maintain(now),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.maintain(now),
-        }
-        .await
-        .inspect(|maintain| {
-            debug!(?maintain);
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|err| {
-            debug!(?err);
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn maintain_transactions(&self, now: SystemTime) -> Result<()> {
-        let attributes = [KeyValue::new("method", "maintain_transactions")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.maintain_transactions(now),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.maintain_transactions(now),
-
-            Self::Null(engine) => engine.maintain_transactions(now),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.maintain_transactions(now),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.maintain_transactions(now),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.maintain_transactions(now),
-        }
-        .await
-        .inspect(|maintain| {
-            debug!(?maintain);
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|err| {
-            debug!(?err);
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn aborted_transactions(
-        &self,
-        topition: &Topition,
-        offset: i64,
-        last_stable_offset: i64,
-    ) -> Result<Vec<AbortedTransaction>> {
-        let attributes = [KeyValue::new("method", "aborted_transactions")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => {
-                engine.aborted_transactions(topition, offset, last_stable_offset)
-            }
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.aborted_transactions(topition, offset, last_stable_offset),
-
-            Self::Null(engine) => engine.aborted_transactions(topition, offset, last_stable_offset),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => {
-                engine.aborted_transactions(topition, offset, last_stable_offset)
-            }
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => {
-                engine.aborted_transactions(topition, offset, last_stable_offset)
-            }
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => {
-                engine.aborted_transactions(topition, offset, last_stable_offset)
-            }
-        }
-        .await
-        .inspect(|aborted_transactions| {
-            debug!(?aborted_transactions);
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|err| {
-            debug!(?err);
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
-    }
-
-    #[instrument(skip_all)]
-    async fn cluster_id(&self) -> Result<String> {
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.cluster_id().await,
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.cluster_id().await,
-
-            Self::Null(engine) => engine.cluster_id().await,
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.cluster_id().await,
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.cluster_id().await,
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.cluster_id().await,
-        }
-    }
-
-    #[instrument(skip_all)]
-    async fn node(&self) -> Result<i32> {
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.node().await,
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.node().await,
-
-            Self::Null(engine) => engine.node().await,
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.node().await,
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.node().await,
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.node().await,
-        }
-    }
-
-    #[instrument(skip_all)]
-    async fn advertised_listener(&self) -> Result<Url> {
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.advertised_listener().await,
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.advertised_listener().await,
-
-            Self::Null(engine) => engine.advertised_listener().await,
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.advertised_listener().await,
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.advertised_listener().await,
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.advertised_listener().await,
-        }
-    }
-
-    async fn delete_user_scram_credential(
-        &self,
-        user: &str,
-        mechanism: ScramMechanism,
-    ) -> Result<()> {
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.delete_user_scram_credential(user, mechanism).await,
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.delete_user_scram_credential(user, mechanism).await,
-
-            Self::Null(engine) => engine.delete_user_scram_credential(user, mechanism).await,
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.delete_user_scram_credential(user, mechanism).await,
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.delete_user_scram_credential(user, mechanism).await,
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.delete_user_scram_credential(user, mechanism).await,
-        }
-    }
-
-    async fn upsert_user_scram_credential(
-        &self,
-        user: &str,
-        mechanism: ScramMechanism,
-        credential: ScramCredential,
-    ) -> Result<()> {
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => {
-                engine
-                    .upsert_user_scram_credential(user, mechanism, credential)
-                    .await
-            }
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => {
-                engine
-                    .upsert_user_scram_credential(user, mechanism, credential)
-                    .await
-            }
-
-            Self::Null(engine) => {
-                engine
-                    .upsert_user_scram_credential(user, mechanism, credential)
-                    .await
-            }
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => {
-                engine
-                    .upsert_user_scram_credential(user, mechanism, credential)
-                    .await
-            }
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => {
-                engine
-                    .upsert_user_scram_credential(user, mechanism, credential)
-                    .await
-            }
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => {
-                engine
-                    .upsert_user_scram_credential(user, mechanism, credential)
-                    .await
-            }
-        }
-    }
-
-    async fn user_scram_credential(
-        &self,
-        user: &str,
-        mechanism: ScramMechanism,
-    ) -> Result<Option<ScramCredential>> {
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.user_scram_credential(user, mechanism).await,
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.user_scram_credential(user, mechanism).await,
-
-            Self::Null(engine) => engine.user_scram_credential(user, mechanism).await,
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.user_scram_credential(user, mechanism).await,
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.user_scram_credential(user, mechanism).await,
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.user_scram_credential(user, mechanism).await,
-        }
-    }
-
-    #[instrument(skip_all)]
-    async fn ping(&self) -> Result<()> {
-        let attributes = [KeyValue::new("method", "ping")];
-
-        match self {
-            #[cfg(feature = "dynostore")]
-            Self::DynoStore(engine) => engine.ping(),
-
-            #[cfg(feature = "libsql")]
-            Self::Lite(engine) => engine.ping(),
-
-            Self::Null(engine) => engine.ping(),
-
-            #[cfg(feature = "postgres")]
-            Self::Postgres(engine) => engine.ping(),
-
-            #[cfg(feature = "turso")]
-            Self::Turso(engine) => engine.ping(),
-
-            #[cfg(feature = "slatedb")]
-            Self::Slate(engine) => engine.ping(),
-        }
-        .await
-        .inspect(|_| {
-            STORAGE_CONTAINER_REQUESTS.add(1, &attributes);
-        })
-        .inspect_err(|_| {
-            STORAGE_CONTAINER_ERRORS.add(1, &attributes);
-        })
+impl Debug for ScramCredential {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScramCredential")
+            .field("salt", &self.salt)
+            .field("iterations", &self.iterations)
+            .field("stored_key", &format_args!("[hidden]"))
+            .field("server_key", &format_args!("[hidden]"))
+            .finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{assert_matches, fs::File, sync::Arc, thread};
+    use tracing::subscriber::DefaultGuard;
+    use tracing_subscriber::EnvFilter;
+
+    #[test]
+    fn authentication_unsupported_message_names_the_engines_that_can() {
+        assert_eq!(
+            "the in-memory (memory://) storage engine can't store SCRAM users, which \
+            --authentication needs: use SQLite (sqlite://) or PostgreSQL (postgres://), or start \
+            without --authentication, which lets any client connect without logging in",
+            authentication_unsupported_message(
+                "in-memory (memory://)",
+                &["SQLite (sqlite://)", "PostgreSQL (postgres://)"]
+            )
+        );
+
+        assert_eq!(
+            "the S3 (s3://) storage engine can't store SCRAM users, which --authentication needs: \
+            use A, B or C, or start without --authentication, which lets any client connect \
+            without logging in",
+            authentication_unsupported_message("S3 (s3://)", &["A", "B", "C"])
+        );
+    }
+
+    #[test]
+    fn authentication_unsupported_message_without_an_engine_that_can() {
+        assert_eq!(
+            "the in-memory (memory://) storage engine can't store SCRAM users, which \
+            --authentication needs, and this build has no storage engine that can: rebuild with \
+            the libsql or postgres feature, or start without --authentication, which lets any \
+            client connect without logging in",
+            authentication_unsupported_message("in-memory (memory://)", &[] as &[&str])
+        );
+    }
 
     #[test]
     fn topition_from_str() -> Result<()> {
@@ -3959,6 +2974,429 @@ mod tests {
         let topition = Topition::from_str("test-topic-0000000-eFC79C8-2147483647")?;
         assert_eq!("test-topic-0000000-eFC79C8", topition.topic());
         assert_eq!(i32::MAX, topition.partition());
+        Ok(())
+    }
+
+    #[test]
+    fn scram_credential_debug_hides_keys() {
+        let credential = ScramCredential {
+            salt: Bytes::from_static(b"salt-marker"),
+            iterations: 4096,
+            stored_key: Bytes::from_static(b"stored-key-secret"),
+            server_key: Bytes::from_static(b"server-key-secret"),
+        };
+
+        let debug = format!("{credential:?}");
+
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(debug.contains("stored_key: [hidden]"), "{debug}");
+        assert!(debug.contains("server_key: [hidden]"), "{debug}");
+        assert!(debug.contains("salt-marker"), "{debug}");
+        assert!(debug.contains("iterations: 4096"), "{debug}");
+    }
+
+    /// Returns a detail with one member, in the given group state and rebalance.
+    fn detail_with_one_member(state: GroupState, rebalance: GroupRebalance) -> GroupDetail {
+        GroupDetail {
+            members: [(
+                "member".into(),
+                GroupMember {
+                    join_response: JoinGroupResponseMember::default().member_id("member".into()),
+                    last_contact: None,
+                },
+            )]
+            .into(),
+            state,
+            rebalance: Box::new(rebalance),
+            ..GroupDetail::default()
+        }
+    }
+
+    /// Returns a forming group state with the `consumer` protocol type and `range` protocol.
+    fn forming_group_state(leader: Option<&str>) -> GroupState {
+        GroupState::Forming {
+            protocol_type: Some("consumer".into()),
+            protocol_name: Some("range".into()),
+            leader: leader.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn group_state_is_the_kafka_classic_group_state() {
+        let join_phase = JoinPhase {
+            deadline: SystemTime::now(),
+            joined: BTreeSet::new(),
+            initial_delay: None,
+        };
+
+        let formed = GroupState::Formed {
+            protocol_type: "consumer".into(),
+            protocol_name: "range".into(),
+            leader: "member".into(),
+            assignments: BTreeMap::new(),
+        };
+
+        let in_join_phase = GroupRebalance {
+            join_phase: Some(join_phase),
+            ..GroupRebalance::default()
+        };
+
+        let pending_sync = GroupRebalance {
+            pending_sync: Some(PendingSync {
+                deadline: SystemTime::now(),
+                members: ["member".into()].into(),
+            }),
+            ..GroupRebalance::default()
+        };
+
+        let without_members_in_join_phase = GroupDetail {
+            state: forming_group_state(None),
+            rebalance: Box::new(in_join_phase.clone()),
+            ..GroupDetail::default()
+        };
+
+        assert_eq!(
+            [
+                ConsumerGroupState::Empty,
+                ConsumerGroupState::PreparingRebalance,
+                ConsumerGroupState::PreparingRebalance,
+                ConsumerGroupState::CompletingRebalance,
+                ConsumerGroupState::PreparingRebalance,
+                ConsumerGroupState::Stable,
+            ],
+            [
+                GroupDetail::default(),
+                without_members_in_join_phase,
+                detail_with_one_member(forming_group_state(None), in_join_phase),
+                detail_with_one_member(forming_group_state(Some("member")), pending_sync),
+                detail_with_one_member(
+                    forming_group_state(Some("member")),
+                    GroupRebalance::default()
+                ),
+                detail_with_one_member(formed, GroupRebalance::default()),
+            ]
+            .each_ref()
+            .map(ConsumerGroupState::from)
+        );
+    }
+
+    #[test]
+    fn states_filter_ignores_case_and_surrounding_white_space() {
+        assert!(ConsumerGroupState::Stable.matches(Some(&[" stable ".into()])));
+    }
+
+    #[test]
+    fn states_filter_leaves_out_other_states() {
+        assert!(!ConsumerGroupState::Empty.matches(Some(&["Stable".into()])));
+    }
+
+    #[test]
+    fn states_filter_of_unknown_names_matches_no_state() {
+        assert!(!ConsumerGroupState::Empty.matches(Some(&["NoSuchState".into()])));
+    }
+
+    #[test]
+    fn missing_or_empty_states_filter_matches_every_state() {
+        assert_eq!(
+            (true, true),
+            (
+                ConsumerGroupState::Empty.matches(None),
+                ConsumerGroupState::Empty.matches(Some(&[]))
+            )
+        );
+    }
+
+    #[test]
+    fn storage_error_with_a_code_keeps_that_code() {
+        assert_eq!(
+            ErrorCode::UnknownServerError,
+            Error::Api(ErrorCode::UnknownServerError).group_request_error_code()
+        );
+    }
+
+    #[test]
+    fn other_storage_error_answers_coordinator_not_available() {
+        assert_eq!(
+            ErrorCode::CoordinatorNotAvailable,
+            Error::Message("connection refused".into()).group_request_error_code()
+        );
+    }
+
+    #[test]
+    fn group_that_storage_could_not_read_is_listed_as_unknown() {
+        let listed = ListedGroup::from(&NamedGroupDetail::error_code(
+            "group".into(),
+            ErrorCode::UnknownServerError,
+        ));
+
+        assert_eq!(Some("Unknown".into()), listed.group_state);
+    }
+
+    #[test]
+    fn redact_url_strips_password_only() -> Result<()> {
+        let url = Url::parse("postgres://user:secret@host/db")?;
+        let redacted = redact_url(&url);
+
+        assert_eq!(None, redacted.password());
+        assert_eq!("user", redacted.username());
+        assert_eq!(Some("host"), redacted.host_str());
+        assert_eq!("/db", redacted.path());
+        assert!(!redacted.as_str().contains("secret"));
+
+        // the original is untouched: it's the value still used to connect
+        assert_eq!(Some("secret"), url.password());
+
+        Ok(())
+    }
+
+    #[test]
+    fn redact_url_leaves_passwordless_url_unchanged() -> Result<()> {
+        let url = Url::parse("memory://nisshi/")?;
+        assert_eq!(url, redact_url(&url));
+        Ok(())
+    }
+
+    #[test]
+    fn delete_records_cutoff_minus_one_means_high_watermark() {
+        let stage = OffsetStage {
+            last_stable: 100,
+            high_watermark: 100,
+            log_start: 10,
+        };
+
+        assert_eq!(Ok(100), delete_records_cutoff(-1, &stage));
+    }
+
+    #[test]
+    fn delete_records_cutoff_rejects_other_negative_offsets() {
+        let stage = OffsetStage {
+            last_stable: 100,
+            high_watermark: 100,
+            log_start: 10,
+        };
+
+        assert_eq!(
+            Err(ErrorCode::OffsetOutOfRange),
+            delete_records_cutoff(-2, &stage)
+        );
+
+        assert_eq!(
+            Err(ErrorCode::OffsetOutOfRange),
+            delete_records_cutoff(i64::MIN, &stage)
+        );
+    }
+
+    #[test]
+    fn delete_records_cutoff_rejects_offset_above_high_watermark() {
+        let stage = OffsetStage {
+            last_stable: 100,
+            high_watermark: 100,
+            log_start: 10,
+        };
+
+        assert_eq!(
+            Err(ErrorCode::OffsetOutOfRange),
+            delete_records_cutoff(101, &stage)
+        );
+    }
+
+    #[test]
+    fn delete_records_cutoff_at_or_below_log_start_is_a_noop() {
+        let stage = OffsetStage {
+            last_stable: 100,
+            high_watermark: 100,
+            log_start: 10,
+        };
+
+        // Exactly at the current log start: unchanged.
+        assert_eq!(Ok(10), delete_records_cutoff(10, &stage));
+
+        // Below the current log start: the log start never moves backward.
+        assert_eq!(Ok(10), delete_records_cutoff(0, &stage));
+    }
+
+    #[test]
+    fn delete_records_cutoff_within_range_uses_requested_offset() {
+        let stage = OffsetStage {
+            last_stable: 100,
+            high_watermark: 100,
+            log_start: 10,
+        };
+
+        assert_eq!(Ok(50), delete_records_cutoff(50, &stage));
+    }
+
+    #[test]
+    fn delete_records_cutoff_allows_explicit_high_watermark() {
+        let stage = OffsetStage {
+            last_stable: 100,
+            high_watermark: 100,
+            log_start: 10,
+        };
+
+        assert_eq!(Ok(100), delete_records_cutoff(100, &stage));
+    }
+
+    #[test]
+    fn delete_records_cutoff_on_empty_partition() {
+        // A brand new partition: high_watermark == log_start == 0.
+        let stage = OffsetStage {
+            last_stable: 0,
+            high_watermark: 0,
+            log_start: 0,
+        };
+
+        assert_eq!(Ok(0), delete_records_cutoff(-1, &stage));
+        assert_eq!(Ok(0), delete_records_cutoff(0, &stage));
+        assert_eq!(
+            Err(ErrorCode::OffsetOutOfRange),
+            delete_records_cutoff(1, &stage)
+        );
+    }
+
+    fn log_file_path() -> Result<String> {
+        thread::current()
+            .name()
+            .ok_or(Error::Message(String::from("unnamed thread")))
+            .map(|name| format!("../logs/{}/{name}.log", env!("CARGO_PKG_NAME")))
+    }
+
+    fn init_tracing() -> Result<DefaultGuard> {
+        Ok(tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_level(true)
+                .with_line_number(true)
+                .with_thread_names(false)
+                .with_env_filter(
+                    EnvFilter::from_default_env()
+                        .add_directive(format!("{}=debug", env!("CARGO_CRATE_NAME")).parse()?),
+                )
+                .with_writer(
+                    log_file_path()
+                        .and_then(|path| File::create(path).map_err(Into::into))
+                        .map(Arc::new)?,
+                )
+                .finish(),
+        ))
+    }
+
+    #[test]
+    fn builder_storage_does_not_log_password() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        // Exercises `Builder::storage`, which used to `debug!(%storage)`
+        // the raw URL (nisshi-storage/src/lib.rs).
+        _ = StorageContainer::builder().storage(Url::parse("postgres://user:secret@host/db")?);
+
+        let log = std::fs::read_to_string(log_file_path()?)?;
+        assert!(!log.contains("secret"));
+        assert!(log.contains("user@host"));
+
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn feature_not_enabled_error_does_not_leak_password() -> Result<()> {
+        // No factories are registered on a bare `StorageContainer::builder()`
+        // (those come from the storage backend crates, e.g.
+        // `nisshi-storage-sql`), so this always falls into the
+        // `Error::NoEngineForScheme` branch regardless of scheme, which used
+        // to embed the raw, unredacted URL in its `message` field.
+        let err = StorageContainer::builder()
+            .node_id(1)
+            .cluster_id("test")
+            .advertised_listener(Url::parse("tcp://localhost:9092")?)
+            .storage(Url::parse("postgres://user:secret@host/db")?)
+            .build()
+            .await
+            .unwrap_err();
+
+        let message = err.to_string();
+        assert!(!message.contains("secret"));
+        assert!(message.contains("user@host"));
+
+        Ok(())
+    }
+
+    /// An engine that keeps no credentials, and panics if the builder asks it to build.
+    #[derive(Debug)]
+    struct PanicsOnBuild;
+
+    impl Display for PanicsOnBuild {
+        fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+            f.write_str("stub (stub://)")
+        }
+    }
+
+    #[async_trait]
+    impl StorageFactory for PanicsOnBuild {
+        fn scheme(&self) -> Result<Regex> {
+            Regex::new("stub").map_err(Into::into)
+        }
+
+        fn capabilities(&self) -> StorageCapabilities {
+            StorageCapabilities::default()
+        }
+
+        async fn build(&self, _: StorageFactoryConfiguration) -> Result<ArcDynStorage> {
+            panic!("the engine was built before the capability check");
+        }
+    }
+
+    /// The check that refuses an engine without user credentials runs before the factory
+    /// connects, so a refused engine is never built: a check moved after `build` panics here
+    /// on every machine, with or without a reachable storage service.
+    #[tokio::test]
+    async fn credentials_check_runs_before_the_engine_is_built() -> Result<()> {
+        let mut builder = StorageContainer::builder();
+        builder.with_factory(Arc::new(PanicsOnBuild));
+
+        let refused = builder
+            .node_id(1)
+            .cluster_id("test")
+            .advertised_listener(Url::parse("tcp://localhost:9092")?)
+            .storage(Url::parse("stub://bucket")?)
+            .user_credentials_required(true)
+            .silent(true)
+            .build()
+            .await;
+
+        assert_matches!(
+            &refused,
+            Err(Error::AuthenticationUnsupported { engine, supported })
+                if engine == "stub (stub://)" && supported.is_empty(),
+            "{refused:?}"
+        );
+
+        Ok(())
+    }
+
+    #[test]
+    fn reject_unrecognized_options_accepts_listed_keys() -> Result<()> {
+        reject_unrecognized_options(&Url::parse("sqlite://nisshi.db")?, &[])?;
+        reject_unrecognized_options(
+            &Url::parse("sqlite://nisshi.db?vacuum_into=/tmp/x&mode=memory")?,
+            &["vacuum_into", "mode"],
+        )
+    }
+
+    #[test]
+    fn reject_unrecognized_options_names_unknown_key_and_scheme() -> Result<()> {
+        let error = reject_unrecognized_options(
+            &Url::parse("sqlite://nisshi.db?vacuum_onto=/tmp/x")?,
+            &["vacuum_into"],
+        )
+        .unwrap_err();
+
+        assert!(
+            matches!(
+                &error,
+                Error::UnrecognizedStorageOption { scheme, option }
+                    if scheme == "sqlite" && option == "vacuum_onto"
+            ),
+            "{error:?}"
+        );
+
         Ok(())
     }
 }

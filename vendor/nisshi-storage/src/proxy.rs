@@ -28,12 +28,11 @@ use nisshi_sans_io::{
     describe_configs_response::DescribeConfigsResult,
     describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic,
     fetch_response::AbortedTransaction, incremental_alter_configs_request::AlterConfigsResource,
-    incremental_alter_configs_response::AlterConfigsResourceResponse,
-    list_groups_response::ListedGroup, record::deflated,
+    incremental_alter_configs_response::AlterConfigsResourceResponse, record::deflated,
     txn_offset_commit_response::TxnOffsetCommitResponseTopic,
 };
 use opentelemetry::{KeyValue, metrics::Histogram};
-use tokio::sync::Semaphore;
+use tokio::{sync::Semaphore, time::Instant};
 use tracing::instrument;
 use url::Url;
 use uuid::Uuid;
@@ -42,7 +41,7 @@ use crate::{
     BrokerRegistrationRequest, GroupDetail, ListOffsetResponse, METER, MetadataResponse,
     NamedGroupDetail, OffsetCommitRequest, OffsetStage, ProducerIdResponse, Result,
     ScramCredential, Storage, TopicId, Topition, TxnAddPartitionsRequest, TxnAddPartitionsResponse,
-    TxnOffsetCommitRequest, UpdateError, Version,
+    TxnOffsetCommitRequest, UpdateError, Version, service::deadline,
 };
 
 static SEMAPHORE_ACQUIRE_DURATION: LazyLock<Histogram<u64>> = LazyLock::new(|| {
@@ -61,13 +60,13 @@ static SEMAPHORE_ACQUIRE_DURATION: LazyLock<Histogram<u64>> = LazyLock::new(|| {
 });
 
 #[derive(Clone, Debug)]
-pub(crate) struct SemaphoreProxy<G> {
+pub struct SemaphoreProxy<G> {
     storage: G,
     semaphore: Arc<Semaphore>,
 }
 
 impl<G> SemaphoreProxy<G> {
-    pub(crate) fn new(storage: G) -> Self {
+    pub fn new(storage: G) -> Self {
         Self {
             storage,
             semaphore: Arc::new(Semaphore::new(1)),
@@ -187,12 +186,19 @@ where
         max_wait: Duration,
     ) -> Result<Vec<deflated::Batch>> {
         let start = SystemTime::now();
+        let started_at = Instant::now();
         let _permit = self.semaphore.acquire().await.inspect(|_| {
             SEMAPHORE_ACQUIRE_DURATION.record(
                 elapsed_millis(start),
                 &[KeyValue::new("operation", "fetch")],
             )
         })?;
+
+        // The wait for the permit is charged to the budget, so that the
+        // read ends when its caller's budget does, rather than that long
+        // after the wait.
+        let max_wait = max_wait.saturating_sub(started_at.elapsed());
+
         self.storage
             .fetch(topition, offset, min_bytes, max_bytes, isolation, max_wait)
             .await
@@ -215,12 +221,14 @@ where
         offsets: &[(Topition, ListOffset)],
     ) -> Result<Vec<(Topition, ListOffsetResponse)>> {
         let start = SystemTime::now();
-        let _permit = self.semaphore.acquire().await.inspect(|_| {
-            SEMAPHORE_ACQUIRE_DURATION.record(
-                elapsed_millis(start),
-                &[KeyValue::new("operation", "list_offsets")],
-            )
-        })?;
+        let _permit = deadline::queued(self.semaphore.acquire())
+            .await
+            .inspect(|_| {
+                SEMAPHORE_ACQUIRE_DURATION.record(
+                    elapsed_millis(start),
+                    &[KeyValue::new("operation", "list_offsets")],
+                )
+            })?;
         self.storage.list_offsets(isolation_level, offsets).await
     }
 
@@ -348,7 +356,7 @@ where
         self.storage.describe_config(name, resource, keys).await
     }
 
-    async fn list_groups(&self, states_filter: Option<&[String]>) -> Result<Vec<ListedGroup>> {
+    async fn list_groups(&self) -> Result<Vec<NamedGroupDetail>> {
         let start = SystemTime::now();
         let _permit = self.semaphore.acquire().await.inspect(|_| {
             SEMAPHORE_ACQUIRE_DURATION.record(
@@ -356,7 +364,7 @@ where
                 &[KeyValue::new("operation", "list_groups")],
             )
         })?;
-        self.storage.list_groups(states_filter).await
+        self.storage.list_groups().await
     }
 
     async fn delete_groups(
@@ -406,6 +414,17 @@ where
         self.storage
             .describe_topic_partitions(topics, partition_limit, cursor)
             .await
+    }
+
+    async fn group_with_version(&self, group_id: &str) -> Result<Option<(GroupDetail, Version)>> {
+        let start = SystemTime::now();
+        let _permit = self.semaphore.acquire().await.inspect(|_| {
+            SEMAPHORE_ACQUIRE_DURATION.record(
+                elapsed_millis(start),
+                &[KeyValue::new("operation", "group_with_version")],
+            )
+        })?;
+        self.storage.group_with_version(group_id).await
     }
 
     async fn update_group(
@@ -552,5 +571,61 @@ where
 
     async fn ping(&self) -> Result<()> {
         self.storage.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nisshi_sans_io::IsolationLevel;
+    use tokio::time::{Duration, advance};
+
+    use super::SemaphoreProxy;
+    use crate::{
+        Result, Storage, Topition,
+        service::{Request, RequestChannelService, Response, bounded_channel},
+    };
+
+    /// A read that waits for a permit reaches storage with the budget left
+    /// after the wait, so that the read ends when its caller's budget does.
+    #[tokio::test(start_paused = true)]
+    async fn fetch_charges_the_permit_wait_to_the_budget() -> Result<()> {
+        let (tx, mut rx) = bounded_channel(1);
+        let proxy = SemaphoreProxy::new(RequestChannelService::new(tx));
+
+        let permit = proxy.semaphore.clone().acquire_owned().await?;
+        let tp = Topition::new("abc", 0);
+
+        let read = proxy.fetch(
+            &tp,
+            0,
+            1,
+            1024,
+            IsolationLevel::ReadUncommitted,
+            Duration::from_millis(500),
+        );
+
+        let release = async {
+            advance(Duration::from_millis(200)).await;
+            drop(permit);
+        };
+
+        let answer = async {
+            let (request, reply) = rx.recv().await.expect("a fetch request");
+
+            let Request::Fetch { max_wait, .. } = request else {
+                panic!("{request:?}");
+            };
+
+            reply.send(Response::Fetch(Ok(vec![]))).expect("the reader");
+
+            max_wait
+        };
+
+        let (fetched, (), max_wait) = tokio::join!(read, release, answer);
+
+        assert!(fetched?.is_empty());
+        assert_eq!(Duration::from_millis(300), max_wait);
+
+        Ok(())
     }
 }

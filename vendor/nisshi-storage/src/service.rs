@@ -16,6 +16,8 @@ mod alter_user_scram_credentials;
 mod consumer_group_describe;
 mod create_acls;
 mod create_topics;
+pub mod deadline;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
@@ -27,7 +29,6 @@ mod describe_topic_partitions;
 mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
-mod get_telemetry_subscriptions;
 mod incremental_alter_configs;
 mod init_producer_id;
 mod list_groups;
@@ -48,22 +49,33 @@ pub use alter_user_scram_credentials::AlterUserScramCredentialsService;
 use async_trait::async_trait;
 pub use consumer_group_describe::ConsumerGroupDescribeService;
 pub use create_acls::CreateAclsService;
-pub use create_topics::CreateTopicsService;
+pub use create_topics::{
+    CreateTopicsService,
+    validation::{
+        CreateTopicsValidationLayer, CreateTopicsValidationService, MalformedCreateTopicsRequest,
+        ValidatedCreateTopicsRequest,
+    },
+};
+pub use delete_acls::DeleteAclsService;
 pub use delete_groups::DeleteGroupsService;
 pub use delete_records::DeleteRecordsService;
 pub use delete_topics::DeleteTopicsService;
 pub use describe_acls::DescribeAclsService;
 pub use describe_cluster::DescribeClusterService;
 pub use describe_configs::DescribeConfigsService;
-pub use describe_groups::DescribeGroupsService;
+pub use describe_groups::{DescribeGroupsService, describe_groups_response};
 pub use describe_topic_partitions::DescribeTopicPartitionsService;
 pub use describe_user_scram_credentials::DescribeUserScramCredentialsService;
-pub use fetch::FetchService;
+pub use fetch::{
+    FetchService,
+    validation::{
+        FetchValidationLayer, FetchValidationService, MalformedFetchRequest, ValidatedFetchRequest,
+    },
+};
 pub use find_coordinator::FindCoordinatorService;
-pub use get_telemetry_subscriptions::GetTelemetrySubscriptionsService;
 pub use incremental_alter_configs::IncrementalAlterConfigsService;
 pub use init_producer_id::InitProducerIdService;
-pub use list_groups::ListGroupsService;
+pub use list_groups::{ListGroupsService, list_groups_response};
 pub use list_offsets::ListOffsetsService;
 pub use list_partition_reassignments::ListPartitionReassignmentsService;
 pub use metadata::{MetadataService, set_auto_create_num_partitions};
@@ -75,22 +87,21 @@ use nisshi_sans_io::{
     describe_configs_response::DescribeConfigsResult,
     describe_topic_partitions_response::DescribeTopicPartitionsResponseTopic,
     fetch_response::AbortedTransaction, incremental_alter_configs_request::AlterConfigsResource,
-    incremental_alter_configs_response::AlterConfigsResourceResponse,
-    list_groups_response::ListedGroup, record::deflated,
+    incremental_alter_configs_response::AlterConfigsResourceResponse, record::deflated,
     txn_offset_commit_response::TxnOffsetCommitResponseTopic,
 };
 use opentelemetry::{
     KeyValue,
     metrics::{Counter, Gauge, Histogram},
 };
-pub use produce::ProduceService;
-use rama::{Context, Layer, Service};
+pub use produce::{ProduceService, inflate_produced};
+use rama::{Layer, Service};
 use tokio::sync::{
     mpsc::{self, error::SendError},
     oneshot,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, instrument};
+use tracing::{debug, error, instrument, warn};
 pub use txn::add_offsets::AddOffsetsService as TxnAddOffsetsService;
 pub use txn::add_partitions::AddPartitionService as TxnAddPartitionService;
 pub use txn::end::EndService as TxnEndService;
@@ -156,12 +167,13 @@ pub enum Request {
         partition_limit: i32,
         cursor: Option<Topition>,
     },
-    ListGroups(Option<Vec<String>>),
+    ListGroups,
     DeleteGroups(Option<Vec<String>>),
     DescribeGroups {
         group_ids: Option<Vec<String>>,
         include_authorized_operations: bool,
     },
+    GroupWithVersion(String),
     UpdateGroup {
         group_id: String,
         detail: GroupDetail,
@@ -228,9 +240,10 @@ impl Display for Request {
             Self::DescribeGroups { .. } => f.write_str("DescribeGroups"),
             Self::DescribeTopicPartitions { .. } => f.write_str("DescribeTopicPartitions"),
             Self::Fetch { .. } => f.write_str("Fetch"),
+            Self::GroupWithVersion(_) => f.write_str("GroupWithVersion"),
             Self::IncrementalAlterResource(_) => f.write_str("IncrementalAlterResource"),
             Self::InitProducer { .. } => f.write_str("InitProducer"),
-            Self::ListGroups(_) => f.write_str("ListGroups"),
+            Self::ListGroups => f.write_str("ListGroups"),
             Self::ListOffsets { .. } => f.write_str("ListOffsets"),
             Self::Maintain(_) => f.write_str("Maintain"),
             Self::MaintainTransactions(_) => f.write_str("MaintainTransactions"),
@@ -270,9 +283,10 @@ pub enum Response {
     DescribeGroups(Result<Vec<NamedGroupDetail>>),
     DescribeTopicPartitions(Result<Vec<DescribeTopicPartitionsResponseTopic>>),
     Fetch(Result<Vec<deflated::Batch>>),
+    GroupWithVersion(Result<Option<(GroupDetail, Version)>>),
     IncrementalAlterResponse(Result<AlterConfigsResourceResponse>),
     InitProducer(Result<ProducerIdResponse>),
-    ListGroups(Result<Vec<ListedGroup>>),
+    ListGroups(Result<Vec<NamedGroupDetail>>),
     ListOffsets(Result<Vec<(Topition, ListOffsetResponse)>>),
     Maintain(Result<()>),
     MaintainTransactions(Result<()>),
@@ -367,21 +381,16 @@ pub struct RequestService<S> {
     inner: S,
 }
 
-impl<State, S> Service<State, Request> for RequestService<S>
+impl<S> Service<Request> for RequestService<S>
 where
-    S: Service<State, Request>,
-    State: Send + Sync + 'static,
+    S: Service<Request>,
 {
-    type Response = S::Response;
+    type Output = S::Output;
     type Error = S::Error;
 
-    async fn serve(
-        &self,
-        ctx: Context<State>,
-        req: Request,
-    ) -> Result<Self::Response, Self::Error> {
-        debug!(?req);
-        self.inner.serve(ctx, req).await
+    async fn serve(&self, input: Request) -> Result<Self::Output, Self::Error> {
+        debug!(?input);
+        self.inner.serve(input).await
     }
 }
 
@@ -410,35 +419,26 @@ static STORAGE_CHANNEL_CAPACITY: LazyLock<Gauge<u64>> = LazyLock::new(|| {
         .build()
 });
 
-impl<State> Service<State, Request> for RequestChannelService
-where
-    State: Send + Sync + 'static,
-{
-    type Response = Response;
+impl Service<Request> for RequestChannelService {
+    type Output = Response;
     type Error = ServiceError;
 
     #[instrument(skip_all)]
-    async fn serve(
-        &self,
-        ctx: Context<State>,
-        req: Request,
-    ) -> Result<Self::Response, Self::Error> {
-        let _ = ctx;
+    async fn serve(&self, input: Request) -> Result<Self::Output, Self::Error> {
         let (resp_tx, resp_rx) = oneshot::channel();
 
         let start = SystemTime::now();
 
-        let operation = req.to_string();
+        let operation = input.to_string();
         let attributes = [KeyValue::new("operation", operation.clone())];
 
         let capacity = self.tx.capacity();
         STORAGE_CHANNEL_CAPACITY.record(capacity as u64, &attributes);
         debug!(operation, capacity);
 
-        self.tx
-            .reserve()
+        deadline::queued(self.tx.reserve())
             .await
-            .map(|permit| permit.send((req, resp_tx)))
+            .map(|permit| permit.send((input, resp_tx)))
             .inspect(|_| {
                 let permit_elapsed = self.elapsed_millis(start);
                 STORAGE_CHANNEL_PERMIT_DURATION.record(permit_elapsed, &attributes);
@@ -487,23 +487,33 @@ static STORAGE_CHANNEL_ERROR: LazyLock<Counter<u64>> = LazyLock::new(|| {
         .build()
 });
 
+/// Sends `$request` to the storage channel and extracts the `Response::$variant` payload,
+/// erroring if the channel responded with an unexpected variant.
+macro_rules! serve_and_extract {
+    ($self:ident, $request:expr, $variant:ident) => {
+        $self
+            .serve($request)
+            .await
+            .and_then(|response| {
+                if let Response::$variant(inner) = response {
+                    inner.map_err(Into::into)
+                } else {
+                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
+                }
+            })
+            .map_err(Into::into)
+    };
+}
+
 #[async_trait]
 impl Storage for RequestChannelService {
     #[instrument(skip_all)]
     async fn register_broker(&self, broker_registration: BrokerRegistrationRequest) -> Result<()> {
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::RegisterBroker(broker_registration),
+            RegisterBroker
         )
-        .await
-        .and_then(|response| {
-            if let Response::RegisterBroker(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -511,39 +521,23 @@ impl Storage for RequestChannelService {
         &self,
         resource: AlterConfigsResource,
     ) -> Result<AlterConfigsResourceResponse> {
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::IncrementalAlterResource(resource),
+            IncrementalAlterResponse
         )
-        .await
-        .and_then(|response| {
-            if let Response::IncrementalAlterResponse(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
     async fn create_topic(&self, topic: CreatableTopic, validate_only: bool) -> Result<Uuid> {
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::CreateTopic {
                 topic,
                 validate_only,
             },
+            CreateTopic
         )
-        .await
-        .and_then(|response| {
-            if let Response::CreateTopic(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -551,47 +545,21 @@ impl Storage for RequestChannelService {
         &self,
         topics: &[DeleteRecordsTopic],
     ) -> Result<Vec<DeleteRecordsTopicResult>> {
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::DeleteRecords(Vec::from(topics)),
+            DeleteRecords
         )
-        .await
-        .and_then(|response| {
-            if let Response::DeleteRecords(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
-        self.serve(Context::default(), Request::DeleteTopic(topic.to_owned()))
-            .await
-            .and_then(|response| {
-                if let Response::DeleteTopic(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::DeleteTopic(topic.to_owned()), DeleteTopic)
     }
 
     #[instrument(skip_all)]
     async fn brokers(&self) -> Result<Vec<DescribeClusterBroker>> {
-        self.serve(Context::default(), Request::Brokers)
-            .await
-            .and_then(|response| {
-                if let Response::Brokers(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::Brokers, Brokers)
     }
 
     #[instrument(skip_all)]
@@ -604,23 +572,15 @@ impl Storage for RequestChannelService {
         let transaction_id = transaction_id.map(|s| s.to_string());
         let topition = topition.to_owned();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::Produce {
                 transaction_id,
                 topition,
                 batch,
             },
+            Produce
         )
-        .await
-        .and_then(|response| {
-            if let Response::Produce(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -635,8 +595,8 @@ impl Storage for RequestChannelService {
     ) -> Result<Vec<deflated::Batch>> {
         let topition = topition.to_owned();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::Fetch {
                 topition,
                 offset,
@@ -645,33 +605,13 @@ impl Storage for RequestChannelService {
                 isolation,
                 max_wait,
             },
+            Fetch
         )
-        .await
-        .and_then(|response| {
-            if let Response::Fetch(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
     async fn offset_stage(&self, topition: &Topition) -> Result<OffsetStage> {
-        self.serve(
-            Context::default(),
-            Request::OffsetStage(topition.to_owned()),
-        )
-        .await
-        .and_then(|response| {
-            if let Response::OffsetStage(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
+        serve_and_extract!(self, Request::OffsetStage(topition.to_owned()), OffsetStage)
     }
 
     #[instrument(skip_all)]
@@ -682,22 +622,14 @@ impl Storage for RequestChannelService {
     ) -> Result<Vec<(Topition, ListOffsetResponse)>> {
         let offsets = Vec::from(offsets);
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::ListOffsets {
                 isolation_level,
                 offsets,
             },
+            ListOffsets
         )
-        .await
-        .and_then(|response| {
-            if let Response::ListOffsets(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -710,42 +642,26 @@ impl Storage for RequestChannelService {
         let group_id = group_id.to_string();
         let offsets = Vec::from(offsets);
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::OffsetCommit {
                 group_id,
                 retention_time_ms,
                 offsets,
             },
+            OffsetCommit
         )
-        .await
-        .and_then(|response| {
-            if let Response::OffsetCommit(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
     async fn committed_offset_topitions(&self, group_id: &str) -> Result<BTreeMap<Topition, i64>> {
         let group_id = group_id.to_string();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::CommittedOffsetTopitions(group_id),
+            CommittedOffsetTopitions
         )
-        .await
-        .and_then(|response| {
-            if let Response::CommittedOffsetTopitions(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -758,39 +674,22 @@ impl Storage for RequestChannelService {
         let group_id = group_id.map(|s| s.to_string());
         let topics = Vec::from(topics);
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::OffsetFetch {
                 group_id,
                 topics,
                 require_stable,
             },
+            OffsetFetch
         )
-        .await
-        .and_then(|response| {
-            if let Response::OffsetFetch(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
     async fn metadata(&self, topics: Option<&[TopicId]>) -> Result<MetadataResponse> {
         let topics = topics.map(Vec::from);
 
-        self.serve(Context::default(), Request::Metadata(topics))
-            .await
-            .and_then(|response| {
-                if let Response::Metadata(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::Metadata(topics), Metadata)
     }
 
     #[instrument(skip_all)]
@@ -803,23 +702,15 @@ impl Storage for RequestChannelService {
         let name = name.to_string();
         let keys = keys.map(Vec::from);
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::DescribeConfig {
                 name,
                 resource,
                 keys,
             },
+            DescribeConfig
         )
-        .await
-        .and_then(|response| {
-            if let Response::DescribeConfig(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -831,39 +722,20 @@ impl Storage for RequestChannelService {
     ) -> Result<Vec<DescribeTopicPartitionsResponseTopic>> {
         let topics = topics.map(Vec::from);
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::DescribeTopicPartitions {
                 topics,
                 partition_limit,
                 cursor,
             },
+            DescribeTopicPartitions
         )
-        .await
-        .and_then(|response| {
-            if let Response::DescribeTopicPartitions(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
-    async fn list_groups(&self, states_filter: Option<&[String]>) -> Result<Vec<ListedGroup>> {
-        let states_filter = states_filter.map(Vec::from);
-
-        self.serve(Context::default(), Request::ListGroups(states_filter))
-            .await
-            .and_then(|response| {
-                if let Response::ListGroups(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+    async fn list_groups(&self) -> Result<Vec<NamedGroupDetail>> {
+        serve_and_extract!(self, Request::ListGroups, ListGroups)
     }
 
     #[instrument(skip_all)]
@@ -873,16 +745,7 @@ impl Storage for RequestChannelService {
     ) -> Result<Vec<DeletableGroupResult>> {
         let group_ids = group_ids.map(Vec::from);
 
-        self.serve(Context::default(), Request::DeleteGroups(group_ids))
-            .await
-            .and_then(|response| {
-                if let Response::DeleteGroups(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::DeleteGroups(group_ids), DeleteGroups)
     }
 
     #[instrument(skip_all)]
@@ -893,22 +756,23 @@ impl Storage for RequestChannelService {
     ) -> Result<Vec<NamedGroupDetail>> {
         let group_ids = group_ids.map(Vec::from);
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::DescribeGroups {
                 group_ids,
                 include_authorized_operations,
             },
+            DescribeGroups
         )
-        .await
-        .and_then(|response| {
-            if let Response::DescribeGroups(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
+    }
+
+    #[instrument(skip_all)]
+    async fn group_with_version(&self, group_id: &str) -> Result<Option<(GroupDetail, Version)>> {
+        serve_and_extract!(
+            self,
+            Request::GroupWithVersion(group_id.to_owned()),
+            GroupWithVersion
+        )
     }
 
     #[instrument(skip_all)]
@@ -920,23 +784,15 @@ impl Storage for RequestChannelService {
     ) -> Result<Version, UpdateError<GroupDetail>> {
         let group_id = group_id.to_string();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::UpdateGroup {
                 group_id,
                 detail,
                 version,
             },
+            UpdateGroup
         )
-        .await
-        .and_then(|response| {
-            if let Response::UpdateGroup(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -949,24 +805,16 @@ impl Storage for RequestChannelService {
     ) -> Result<ProducerIdResponse> {
         let transaction_id = transaction_id.map(|transaction_id| transaction_id.to_owned());
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::InitProducer {
                 transaction_id,
                 transaction_timeout_ms,
                 producer_id,
                 producer_epoch,
             },
+            InitProducer
         )
-        .await
-        .and_then(|response| {
-            if let Response::InitProducer(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -980,24 +828,16 @@ impl Storage for RequestChannelService {
         let transaction_id = transaction_id.to_string();
         let group_id = group_id.to_string();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::TxnAddOffsets {
                 transaction_id,
                 producer_id,
                 producer_epoch,
                 group_id,
             },
+            TxnAddOffsets
         )
-        .await
-        .and_then(|response| {
-            if let Response::TxnAddOffsets(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -1005,16 +845,11 @@ impl Storage for RequestChannelService {
         &self,
         partitions: TxnAddPartitionsRequest,
     ) -> Result<TxnAddPartitionsResponse> {
-        self.serve(Context::default(), Request::TxnAddPartitions(partitions))
-            .await
-            .and_then(|response| {
-                if let Response::TxnAddPartitions(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(
+            self,
+            Request::TxnAddPartitions(partitions),
+            TxnAddPartitions
+        )
     }
 
     #[instrument(skip_all)]
@@ -1022,16 +857,7 @@ impl Storage for RequestChannelService {
         &self,
         offsets: TxnOffsetCommitRequest,
     ) -> Result<Vec<TxnOffsetCommitResponseTopic>> {
-        self.serve(Context::default(), Request::TxnOffsetCommit(offsets))
-            .await
-            .and_then(|response| {
-                if let Response::TxnOffsetCommit(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::TxnOffsetCommit(offsets), TxnOffsetCommit)
     }
 
     #[instrument(skip_all)]
@@ -1044,52 +870,30 @@ impl Storage for RequestChannelService {
     ) -> Result<ErrorCode> {
         let transaction_id = transaction_id.to_string();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::TxnEnd {
                 transaction_id,
                 producer_id,
                 producer_epoch,
                 committed,
             },
+            TxnEnd
         )
-        .await
-        .and_then(|response| {
-            if let Response::TxnEnd(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
     async fn maintain(&self, now: SystemTime) -> Result<()> {
-        self.serve(Context::default(), Request::Maintain(now))
-            .await
-            .and_then(|response| {
-                if let Response::Maintain(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::Maintain(now), Maintain)
     }
 
     #[instrument(skip_all)]
     async fn maintain_transactions(&self, now: SystemTime) -> Result<()> {
-        self.serve(Context::default(), Request::MaintainTransactions(now))
-            .await
-            .and_then(|response| {
-                if let Response::MaintainTransactions(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(
+            self,
+            Request::MaintainTransactions(now),
+            MaintainTransactions
+        )
     }
 
     #[instrument(skip_all)]
@@ -1099,65 +903,30 @@ impl Storage for RequestChannelService {
         offset: i64,
         last_stable_offset: i64,
     ) -> Result<Vec<AbortedTransaction>> {
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::AbortedTransactions {
                 topition: topition.clone(),
                 offset,
                 last_stable_offset,
             },
+            AbortedTransactions
         )
-        .await
-        .and_then(|response| {
-            if let Response::AbortedTransactions(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
     async fn cluster_id(&self) -> Result<String> {
-        self.serve(Context::default(), Request::ClusterId)
-            .await
-            .and_then(|response| {
-                if let Response::ClusterId(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::ClusterId, ClusterId)
     }
 
     #[instrument(skip_all)]
     async fn node(&self) -> Result<i32> {
-        self.serve(Context::default(), Request::Node)
-            .await
-            .and_then(|response| {
-                if let Response::Node(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::Node, Node)
     }
 
     #[instrument(skip_all)]
     async fn advertised_listener(&self) -> Result<Url> {
-        self.serve(Context::default(), Request::AdvertisedListener)
-            .await
-            .and_then(|response| {
-                if let Response::AdvertisedListener(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::AdvertisedListener, AdvertisedListener)
     }
 
     #[instrument(skip_all)]
@@ -1168,19 +937,11 @@ impl Storage for RequestChannelService {
     ) -> Result<()> {
         let user = user.to_string();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::DeleteUserScramCredential { user, mechanism },
+            DeleteUserScramCredential
         )
-        .await
-        .and_then(|response| {
-            if let Response::DeleteUserScramCredential(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -1192,23 +953,15 @@ impl Storage for RequestChannelService {
     ) -> Result<()> {
         let user = user.to_string();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::UpsertUserScramCredential {
                 user,
                 mechanism,
                 credential,
             },
+            UpsertUserScramCredential
         )
-        .await
-        .and_then(|response| {
-            if let Response::UpsertUserScramCredential(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
@@ -1219,33 +972,16 @@ impl Storage for RequestChannelService {
     ) -> Result<Option<ScramCredential>> {
         let user = user.to_string();
 
-        self.serve(
-            Context::default(),
+        serve_and_extract!(
+            self,
             Request::UserScramCredential { user, mechanism },
+            UserScramCredential
         )
-        .await
-        .and_then(|response| {
-            if let Response::UserScramCredential(inner) = response {
-                inner.map_err(Into::into)
-            } else {
-                Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-            }
-        })
-        .map_err(Into::into)
     }
 
     #[instrument(skip_all)]
     async fn ping(&self) -> Result<()> {
-        self.serve(Context::default(), Request::Ping)
-            .await
-            .and_then(|response| {
-                if let Response::Ping(inner) = response {
-                    inner.map_err(Into::into)
-                } else {
-                    Err(Error::UnexpectedServiceResponse(Box::new(response)).into())
-                }
-            })
-            .map_err(Into::into)
+        serve_and_extract!(self, Request::Ping, Ping)
     }
 }
 
@@ -1277,28 +1013,112 @@ pub struct ChannelRequestService<S> {
     cancellation: CancellationToken,
 }
 
-impl<S, State> Service<State, RequestReceiver> for ChannelRequestService<S>
+static STORAGE_CHANNEL_SERVER_FAILURE: LazyLock<Counter<u64>> = LazyLock::new(|| {
+    METER
+        .u64_counter("nisshi_storage_channel_server_failure")
+        .with_description(
+            "Count of per-request storage task failures in the mpsc server loop, by kind: a \
+             panic, a task cancelled at runtime shutdown, or a storage error; the loop itself \
+             continues serving other requests in every case",
+        )
+        .build()
+});
+
+static STORAGE_CHANNEL_RESPONSE_DISCARDED: LazyLock<Counter<u64>> = LazyLock::new(|| {
+    METER
+        .u64_counter("nisshi_storage_channel_response_discarded")
+        .with_description(
+            "Count of mpsc storage responses discarded because the requester dropped its \
+             response receiver (a client disconnect or a read deadline); normal client churn",
+        )
+        .build()
+});
+
+impl<S> Service<RequestReceiver> for ChannelRequestService<S>
 where
-    S: Service<State, Request, Response = Response, Error = Error>,
-    State: Clone + Send + Sync + 'static,
+    S: Service<Request, Output = Response, Error = Error> + Clone,
 {
-    type Response = ();
+    type Output = ();
     type Error = Error;
 
-    async fn serve(
-        &self,
-        ctx: Context<State>,
-        mut req: RequestReceiver,
-    ) -> Result<Self::Response, Self::Error> {
+    /// Runs the mpsc-mode storage supervisor loop.
+    ///
+    /// Each request's storage work runs in its own `tokio::spawn`'d task so that a panic
+    /// there is caught by Tokio's own per-task unwind handling (surfaced as
+    /// `JoinError::is_panic`) instead of unwinding this loop and ending storage for every
+    /// other caller sharing this channel. `spawn` is immediately followed by `.await` on
+    /// the resulting `JoinHandle`, which keeps request processing strictly sequential:
+    /// mpsc mode's single-writer discipline against the underlying SQLite connection
+    /// depends on staying sequential here, so this must not become fire-and-forget.
+    ///
+    /// Note that aborting this task (e.g. by dropping a `JoinSet` that owns it) only
+    /// cancels whichever child `JoinHandle` it happens to be awaiting at that moment; the
+    /// child keeps running detached to completion. That is harmless for correctness (its
+    /// `tx` is simply dropped, and the pooled connection still returns to the pool
+    /// normally through the child's own unwind/return path), but abort is not transitive.
+    async fn serve(&self, mut req: RequestReceiver) -> Result<Self::Output, Self::Error> {
         loop {
             tokio::select! {
-                Some((request, tx)) = req.recv() => {
-                    self.inner
-                    .serve(ctx.clone(), request)
-                    .await
-                    .and_then(|response| {
-                        tx.send(response).map_err(|_unsent| Error::UnableToSend)
-                    })?
+                received = req.recv() => {
+                    let Some((request, tx)) = received else {
+                        debug!("storage channel closed; ending supervisor loop");
+                        break;
+                    };
+
+                    let operation = request.to_string();
+                    let inner = self.inner.clone();
+
+                    match tokio::spawn(async move { inner.serve(request).await }).await {
+                        Ok(Ok(response)) => {
+                            if tx.send(response).is_err() {
+                                debug!(
+                                    operation,
+                                    "requester dropped its response receiver; discarding response"
+                                );
+
+                                STORAGE_CHANNEL_RESPONSE_DISCARDED
+                                    .add(1, &[KeyValue::new("operation", operation)]);
+                            }
+                        }
+
+                        Ok(Err(error)) => {
+                            error!(operation, ?error, "storage request failed");
+
+                            STORAGE_CHANNEL_SERVER_FAILURE.add(
+                                1,
+                                &[
+                                    KeyValue::new("operation", operation),
+                                    KeyValue::new("kind", "error"),
+                                ],
+                            );
+                        }
+
+                        Err(join_error) => {
+                            let kind = if join_error.is_panic() {
+                                error!(
+                                    operation,
+                                    ?join_error,
+                                    "storage request task panicked; isolated, loop continues"
+                                );
+                                "panic"
+                            } else {
+                                warn!(
+                                    operation,
+                                    ?join_error,
+                                    "storage request task cancelled"
+                                );
+                                "cancelled"
+                            };
+
+                            STORAGE_CHANNEL_SERVER_FAILURE.add(
+                                1,
+                                &[
+                                    KeyValue::new("operation", operation),
+                                    KeyValue::new("kind", kind),
+                                ],
+                            );
+                        }
+                    }
                 }
 
                 cancelled = self.cancellation.cancelled() => {
@@ -1326,19 +1146,14 @@ where
     }
 }
 
-impl<G, State> Service<State, Request> for RequestStorageService<G>
+impl<G> Service<Request> for RequestStorageService<G>
 where
     G: Storage,
-    State: Clone + Send + Sync + 'static,
 {
-    type Response = Response;
+    type Output = Response;
     type Error = Error;
 
-    async fn serve(
-        &self,
-        _ctx: Context<State>,
-        req: Request,
-    ) -> Result<Self::Response, Self::Error> {
+    async fn serve(&self, req: Request) -> Result<Self::Output, Self::Error> {
         match req {
             Request::RegisterBroker(broker_registration) => Ok(Response::RegisterBroker(
                 self.storage.register_broker(broker_registration).await,
@@ -1439,9 +1254,7 @@ where
                     .describe_topic_partitions(topics.as_deref(), partition_limit, cursor)
                     .await,
             )),
-            Request::ListGroups(items) => Ok(Response::ListGroups(
-                self.storage.list_groups(items.as_deref()).await,
-            )),
+            Request::ListGroups => Ok(Response::ListGroups(self.storage.list_groups().await)),
             Request::DeleteGroups(items) => Ok(Response::DeleteGroups(
                 self.storage.delete_groups(items.as_deref()).await,
             )),
@@ -1452,6 +1265,9 @@ where
                 self.storage
                     .describe_groups(group_ids.as_deref(), include_authorized_operations)
                     .await,
+            )),
+            Request::GroupWithVersion(group_id) => Ok(Response::GroupWithVersion(
+                self.storage.group_with_version(&group_id).await,
             )),
             Request::UpdateGroup {
                 group_id,

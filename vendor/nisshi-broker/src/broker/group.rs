@@ -12,9 +12,12 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
+pub mod delete;
+pub mod describe;
 pub mod heartbeat;
 pub mod join;
 pub mod leave;
+pub mod list;
 pub mod offset_commit;
 pub mod offset_fetch;
 pub mod sync;

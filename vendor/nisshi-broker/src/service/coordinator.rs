@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -13,19 +13,18 @@
 // limitations under the License.
 
 use nisshi_sans_io::{
-    ApiKey as _, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest,
+    ApiKey as _, DeleteGroupsRequest, DescribeGroupsRequest, HeartbeatRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    SyncGroupRequest,
 };
 use nisshi_service::FrameRouteBuilder;
-use rama::{
-    Layer as _, Service as _,
-    layer::{MapErrLayer, MapStateLayer},
-};
+use rama::{Layer as _, Service as _, layer::MapErrLayer};
 
 use crate::{
     Error,
     broker::group::{
-        heartbeat::HeartbeatService, join::JoinGroupService, leave::LeaveGroupService,
+        delete::DeleteGroupsService, describe::DescribeGroupsService, heartbeat::HeartbeatService,
+        join::JoinGroupService, leave::LeaveGroupService, list::ListGroupsService,
         offset_commit::OffsetCommitService, offset_fetch::OffsetFetchService,
         sync::SyncGroupService,
     },
@@ -33,16 +32,19 @@ use crate::{
 };
 
 pub fn services<C>(
-    builder: FrameRouteBuilder<(), Error>,
+    builder: FrameRouteBuilder<Error>,
     coordinator: C,
-) -> Result<FrameRouteBuilder<(), Error>, Error>
+) -> Result<FrameRouteBuilder<Error>, Error>
 where
     C: Coordinator,
 {
     [
+        delete_groups,
+        describe_groups,
         heartbeat,
         join_group,
         leave_group,
+        list_groups,
         offset_commit,
         offset_fetch,
         sync_group,
@@ -53,121 +55,154 @@ where
     })
 }
 
-pub fn heartbeat<C>(
-    builder: FrameRouteBuilder<(), Error>,
+pub fn delete_groups<C>(
+    builder: FrameRouteBuilder<Error>,
     coordinator: C,
-) -> Result<FrameRouteBuilder<(), Error>, Error>
+) -> Result<FrameRouteBuilder<Error>, Error>
+where
+    C: Coordinator,
+{
+    builder
+        .with_route(
+            DeleteGroupsRequest::KEY,
+            (MapErrLayer::new(Error::from),)
+                .into_layer(DeleteGroupsService { coordinator })
+                .boxed(),
+        )
+        .map_err(Into::into)
+}
+
+pub fn describe_groups<C>(
+    builder: FrameRouteBuilder<Error>,
+    coordinator: C,
+) -> Result<FrameRouteBuilder<Error>, Error>
+where
+    C: Coordinator,
+{
+    builder
+        .with_route(
+            DescribeGroupsRequest::KEY,
+            (MapErrLayer::new(Error::from),)
+                .into_layer(DescribeGroupsService { coordinator })
+                .boxed(),
+        )
+        .map_err(Into::into)
+}
+
+pub fn heartbeat<C>(
+    builder: FrameRouteBuilder<Error>,
+    coordinator: C,
+) -> Result<FrameRouteBuilder<Error>, Error>
 where
     C: Coordinator,
 {
     builder
         .with_route(
             HeartbeatRequest::KEY,
-            (
-                MapErrLayer::new(Error::from),
-                MapStateLayer::new(|_| coordinator),
-            )
-                .into_layer(HeartbeatService)
+            (MapErrLayer::new(Error::from),)
+                .into_layer(HeartbeatService { coordinator })
                 .boxed(),
         )
         .map_err(Into::into)
 }
 
 pub fn join_group<C>(
-    builder: FrameRouteBuilder<(), Error>,
+    builder: FrameRouteBuilder<Error>,
     coordinator: C,
-) -> Result<FrameRouteBuilder<(), Error>, Error>
+) -> Result<FrameRouteBuilder<Error>, Error>
 where
     C: Coordinator,
 {
     builder
         .with_route(
             JoinGroupRequest::KEY,
-            (
-                MapErrLayer::new(Error::from),
-                MapStateLayer::new(|_| coordinator),
-            )
-                .into_layer(JoinGroupService)
+            (MapErrLayer::new(Error::from),)
+                .into_layer(JoinGroupService { coordinator })
                 .boxed(),
         )
         .map_err(Into::into)
 }
 
 pub fn leave_group<C>(
-    builder: FrameRouteBuilder<(), Error>,
+    builder: FrameRouteBuilder<Error>,
     coordinator: C,
-) -> Result<FrameRouteBuilder<(), Error>, Error>
+) -> Result<FrameRouteBuilder<Error>, Error>
 where
     C: Coordinator,
 {
     builder
         .with_route(
             LeaveGroupRequest::KEY,
-            (
-                MapErrLayer::new(Error::from),
-                MapStateLayer::new(|_| coordinator),
-            )
-                .into_layer(LeaveGroupService)
+            (MapErrLayer::new(Error::from),)
+                .into_layer(LeaveGroupService { coordinator })
+                .boxed(),
+        )
+        .map_err(Into::into)
+}
+
+pub fn list_groups<C>(
+    builder: FrameRouteBuilder<Error>,
+    coordinator: C,
+) -> Result<FrameRouteBuilder<Error>, Error>
+where
+    C: Coordinator,
+{
+    builder
+        .with_route(
+            ListGroupsRequest::KEY,
+            (MapErrLayer::new(Error::from),)
+                .into_layer(ListGroupsService { coordinator })
                 .boxed(),
         )
         .map_err(Into::into)
 }
 
 pub fn offset_commit<C>(
-    builder: FrameRouteBuilder<(), Error>,
+    builder: FrameRouteBuilder<Error>,
     coordinator: C,
-) -> Result<FrameRouteBuilder<(), Error>, Error>
+) -> Result<FrameRouteBuilder<Error>, Error>
 where
     C: Coordinator,
 {
     builder
         .with_route(
             OffsetCommitRequest::KEY,
-            (
-                MapErrLayer::new(Error::from),
-                MapStateLayer::new(|_| coordinator),
-            )
-                .into_layer(OffsetCommitService)
+            (MapErrLayer::new(Error::from),)
+                .into_layer(OffsetCommitService { coordinator })
                 .boxed(),
         )
         .map_err(Into::into)
 }
 
 pub fn offset_fetch<C>(
-    builder: FrameRouteBuilder<(), Error>,
+    builder: FrameRouteBuilder<Error>,
     coordinator: C,
-) -> Result<FrameRouteBuilder<(), Error>, Error>
+) -> Result<FrameRouteBuilder<Error>, Error>
 where
     C: Coordinator,
 {
     builder
         .with_route(
             OffsetFetchRequest::KEY,
-            (
-                MapErrLayer::new(Error::from),
-                MapStateLayer::new(|_| coordinator),
-            )
-                .into_layer(OffsetFetchService)
+            (MapErrLayer::new(Error::from),)
+                .into_layer(OffsetFetchService { coordinator })
                 .boxed(),
         )
         .map_err(Into::into)
 }
 
 pub fn sync_group<C>(
-    builder: FrameRouteBuilder<(), Error>,
+    builder: FrameRouteBuilder<Error>,
     coordinator: C,
-) -> Result<FrameRouteBuilder<(), Error>, Error>
+) -> Result<FrameRouteBuilder<Error>, Error>
 where
     C: Coordinator,
 {
     builder
         .with_route(
             SyncGroupRequest::KEY,
-            (
-                MapErrLayer::new(Error::from),
-                MapStateLayer::new(|_| coordinator),
-            )
-                .into_layer(SyncGroupService)
+            (MapErrLayer::new(Error::from),)
+                .into_layer(SyncGroupService { coordinator })
                 .boxed(),
         )
         .map_err(Into::into)

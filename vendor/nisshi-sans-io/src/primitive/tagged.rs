@@ -33,6 +33,24 @@ use tracing::{debug, instrument};
 
 const MAXIMUM_TAGGED_FIELDS: usize = 128;
 
+/// Caps the up-front allocation for a single tagged field's data. The real
+/// length is an attacker-controlled varint read straight off the wire
+/// (`fuzz_request_decode` found a ~3.5GB claim aborting the process via
+/// `Vec::with_capacity` before a single data byte was read), so it must not
+/// be trusted directly for a pre-allocation size. A legitimate payload
+/// larger than this still decodes correctly, just via a few extra
+/// reallocations as the vec grows one `push` at a time.
+const MAXIMUM_PREALLOCATED_TAG_DATA: usize = 4096;
+
+/// A vec for a tag field's data, sized for the length claimed on the wire but never more than
+/// `MAXIMUM_PREALLOCATED_TAG_DATA` up front.
+///
+/// The decoder must get its vec only from here: the claim is an attacker-controlled varint,
+/// and `Vec::with_capacity` on it directly is the allocation the cap exists to prevent.
+fn with_claimed_capacity(claimed_length: usize) -> Vec<u8> {
+    Vec::with_capacity(claimed_length.min(MAXIMUM_PREALLOCATED_TAG_DATA))
+}
+
 #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct TagField(pub u32, pub Vec<u8>);
 
@@ -117,14 +135,8 @@ impl<'de> Deserialize<'de> for TagField {
                     .ok_or_else(|| serde::de::Error::custom("length"))?
                     .into();
 
-                if length > MAXIMUM_TAGGED_FIELDS {
-                    return Err(serde::de::Error::custom(format!(
-                        "maximum tagged fields exceeded {length}"
-                    )));
-                }
-
                 (0..length)
-                    .try_fold(Vec::with_capacity(length), |mut acc, _| {
+                    .try_fold(with_claimed_capacity(length), |mut acc, _| {
                         seq.next_element::<u8>()?
                             .ok_or_else(|| serde::de::Error::custom("byte"))
                             .map(|byte| {
@@ -174,8 +186,14 @@ impl TagBuffer {
             .map_or_else(
                 || Ok(None),
                 |TagField(_, encoded)| {
+                    // `encoded` is already fully in memory (decoded earlier as
+                    // part of the parent record), so its own length — not the
+                    // 1GiB fallback — is the right bound for whatever it claims
+                    // to contain.
+                    let message_max_size = encoded.len();
                     let mut r = Cursor::new(encoded);
-                    let mut decoder = de::Decoder::new(&mut r).message_max_size(encoded.len());
+                    let mut decoder =
+                        de::Decoder::new(&mut r).with_message_max_size(message_max_size);
                     T::deserialize(&mut decoder).map(Some)
                 },
             )
@@ -312,6 +330,7 @@ impl<'de> Deserialize<'de> for TagBuffer {
 #[cfg(test)]
 mod tests {
     use super::{de::Decoder, ser::Encoder, *};
+    use crate::Error;
 
     #[ignore]
     #[test]
@@ -463,6 +482,103 @@ mod tests {
         assert_eq!(expected, Example::deserialize(&mut decoder)?);
 
         Ok(())
+    }
+
+    /// Unlike a decode, which an overcommitting OS lets succeed even for a ~3.5GB
+    /// `Vec::with_capacity`, this fails if the cap is lost: `usize::MAX` bytes can never be
+    /// allocated, so an uncapped call panics.
+    #[test]
+    fn claimed_capacity_is_capped() {
+        assert_eq!(0, with_claimed_capacity(0).capacity());
+        assert!(with_claimed_capacity(10).capacity() >= 10);
+        assert!(with_claimed_capacity(usize::MAX).capacity() <= MAXIMUM_PREALLOCATED_TAG_DATA * 2);
+    }
+
+    /// The decoder must allocate through `with_claimed_capacity`. A field one byte over the
+    /// cap, decoded with an uncapped `Vec::with_capacity(length)`, would hold exactly its
+    /// length; through the cap the vec starts at the cap and grows past the length as the
+    /// last byte arrives. This fails if the decoder stops using the helper.
+    #[test]
+    fn decode_preallocates_no_more_than_the_cap() -> Result<()> {
+        let length = MAXIMUM_PREALLOCATED_TAG_DATA + 1;
+        let expected = TagField(42, vec![7; length]);
+
+        let mut encoder = crate::ser::Encoder::new(bytes::BytesMut::new());
+        expected.serialize(&mut encoder)?;
+        let encoded = bytes::Bytes::from(encoder);
+
+        let mut reader = Cursor::new(encoded);
+        let actual = TagField::deserialize(&mut crate::de::Decoder::new(&mut reader))?;
+
+        assert_eq!(expected, actual);
+        assert!(
+            actual.1.capacity() > length,
+            "capacity {} is not above the length {length}, so the vec was allocated for the \
+             claimed length up front",
+            actual.1.capacity()
+        );
+
+        Ok(())
+    }
+
+    /// The up-front allocation for a tag field's data is capped at
+    /// `MAXIMUM_PREALLOCATED_TAG_DATA`, but a legitimate field larger than that must still
+    /// decode in full, the vec growing past the cap as bytes arrive.
+    #[test]
+    fn tag_field_larger_than_preallocation_cap_round_trips() -> Result<()> {
+        let data: Vec<u8> = (0..MAXIMUM_PREALLOCATED_TAG_DATA * 3)
+            .map(|i| u8::try_from(i % 251).expect("below 251"))
+            .collect();
+        let expected = TagField(42, data);
+
+        let mut encoder = crate::ser::Encoder::new(bytes::BytesMut::new());
+        expected.serialize(&mut encoder)?;
+        let encoded = bytes::Bytes::from(encoder);
+
+        let mut reader = Cursor::new(encoded);
+        let actual = TagField::deserialize(&mut crate::de::Decoder::new(&mut reader))?;
+
+        assert_eq!(expected, actual);
+
+        Ok(())
+    }
+
+    /// `TagBuffer::decode` constructs its decoder from the tag field's own
+    /// already-in-memory bytes, not a view onto remaining wire bytes, so the
+    /// bound must be the tag field's own length. A claimed length far larger
+    /// than the tag field's own encoded size, but still well under the 1GiB
+    /// `MESSAGE_MAX_SIZE` fallback, must still be rejected rather than
+    /// silently decoded up to that fallback.
+    #[test]
+    fn decode_rejects_tagged_field_claiming_more_than_its_own_encoded_size() {
+        let claimed_length: u32 = 1_000_000;
+
+        // The compact-string length prefix alone (claimed_length + 1, per the
+        // compact-string convention), with no string bytes behind it at all:
+        // a tiny tag field claiming a length far larger than itself.
+        let mut value = claimed_length + 1;
+        let mut raw = Vec::new();
+        loop {
+            let byte = (value & 0x7F) as u8;
+            value >>= 7;
+            if value == 0 {
+                raw.push(byte);
+                break;
+            }
+            raw.push(byte | 0x80);
+        }
+
+        let tag_id = 7;
+        let buffer = TagBuffer::builder().tag(tag_id, raw).build();
+
+        let err = buffer.decode::<String>(&tag_id).expect_err(
+            "a tagged field claiming far more than its own encoded size must be rejected",
+        );
+
+        assert!(
+            matches!(err, Error::MessageMaxSizeExceeded(length) if length == claimed_length as usize),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -154,18 +154,18 @@ impl VarInt {
                         .next_element::<u8>()?
                         .ok_or_else(|| de::Error::custom("u8"))?;
 
-                    let overflow = || de::Error::custom("overflow");
+                    let overflow = || de::Error::custom("varint is too long");
 
                     if byte & CONTINUATION == CONTINUATION {
                         accumulator = u32::from(byte & MASK)
-                            .checked_shl(shift as u32)
+                            .checked_shl(u32::from(shift))
                             .and_then(|intermediate| accumulator.checked_add(intermediate))
                             .ok_or_else(overflow)?;
 
                         shift = shift.checked_add(7).ok_or_else(overflow)?;
                     } else {
                         accumulator = u32::from(byte)
-                            .checked_shl(shift as u32)
+                            .checked_shl(u32::from(shift))
                             .and_then(|intermediate| accumulator.checked_add(intermediate))
                             .ok_or_else(overflow)?;
 
@@ -358,18 +358,18 @@ impl LongVarInt {
                         .next_element::<u8>()?
                         .ok_or_else(|| de::Error::custom("u8"))?;
 
-                    let overflow = || de::Error::custom("overflow");
+                    let overflow = || de::Error::custom("long varint is too long");
 
                     if byte & CONTINUATION == CONTINUATION {
                         accumulator = u64::from(byte & MASK)
-                            .checked_shl(shift as u32)
+                            .checked_shl(u32::from(shift))
                             .and_then(|intermediate| accumulator.checked_add(intermediate))
                             .ok_or_else(overflow)?;
 
                         shift = shift.checked_add(7).ok_or_else(overflow)?;
                     } else {
                         accumulator = u64::from(byte)
-                            .checked_shl(shift as u32)
+                            .checked_shl(u32::from(shift))
                             .and_then(|intermediate| accumulator.checked_add(intermediate))
                             .ok_or_else(overflow)?;
 
@@ -653,6 +653,86 @@ mod tests {
     //     check(&UnsignedVarInt(u32::MAX))?;
     //     Ok(())
     // }
+
+    // Untrusted record data: a varint with more continuation bytes than its
+    // type can hold must be an error, not an arithmetic overflow panic.
+    fn overlong(continuation_bytes: usize) -> std::io::Cursor<Vec<u8>> {
+        let mut encoded = vec![0xffu8; continuation_bytes];
+        encoded.push(0x01);
+        std::io::Cursor::new(encoded)
+    }
+
+    #[test]
+    fn deserialize_overlong_varint_is_an_error() {
+        let mut reader = overlong(6);
+        let mut decoder = crate::de::Decoder::new(&mut reader);
+        let err = VarInt::deserialize(&mut decoder).expect_err("six continuation bytes");
+        assert!(
+            matches!(&err, Error::Message(message) if message == "varint is too long"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn deserialize_overlong_long_varint_is_an_error() {
+        let mut reader = overlong(11);
+        let mut decoder = crate::de::Decoder::new(&mut reader);
+        let err = LongVarInt::deserialize(&mut decoder).expect_err("eleven continuation bytes");
+        assert!(
+            matches!(&err, Error::Message(message) if message == "long varint is too long"),
+            "{err:?}"
+        );
+    }
+
+    fn deserialize_varint(encoded: &[u8]) -> Result<i32> {
+        let mut reader = std::io::Cursor::new(encoded.to_vec());
+        let mut decoder = crate::de::Decoder::new(&mut reader);
+        VarInt::deserialize(&mut decoder)
+    }
+
+    fn deserialize_long_varint(encoded: &[u8]) -> Result<i64> {
+        let mut reader = std::io::Cursor::new(encoded.to_vec());
+        let mut decoder = crate::de::Decoder::new(&mut reader);
+        LongVarInt::deserialize(&mut decoder)
+    }
+
+    // The extremes of each type take every byte the type allows: five for an
+    // i32 and ten for an i64. One continuation byte more is an error.
+    #[test]
+    fn deserialize_five_byte_varint_extremes() -> Result<()> {
+        let min = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert_eq!(&min, &VarInt(i32::MIN).encode()?[..]);
+        assert_eq!(i32::MIN, deserialize_varint(&min)?);
+
+        let max = [0xfe, 0xff, 0xff, 0xff, 0x0f];
+        assert_eq!(&max, &VarInt(i32::MAX).encode()?[..]);
+        assert_eq!(i32::MAX, deserialize_varint(&max)?);
+
+        Ok(())
+    }
+
+    #[test]
+    fn deserialize_six_byte_varint_is_an_error() {
+        assert!(deserialize_varint(overlong(5).get_ref()).is_err());
+    }
+
+    #[test]
+    fn deserialize_ten_byte_long_varint_extremes() -> Result<()> {
+        let min = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(&min, &LongVarInt(i64::MIN).encode()?[..]);
+        assert_eq!(i64::MIN, deserialize_long_varint(&min)?);
+
+        let max = [0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+        assert_eq!(&max, &LongVarInt(i64::MAX).encode()?[..]);
+        assert_eq!(i64::MAX, deserialize_long_varint(&max)?);
+
+        Ok(())
+    }
+
+    #[test]
+    fn deserialize_eleven_byte_long_varint_is_an_error() {
+        assert!(deserialize_long_varint(overlong(10).get_ref()).is_err());
+    }
 
     #[test]
     fn encode_decode() -> Result<()> {

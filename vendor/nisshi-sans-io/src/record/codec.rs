@@ -25,18 +25,84 @@ use serde::{
 use std::{
     fmt::{self, Formatter},
     marker::PhantomData,
+    slice,
 };
 use tracing::{debug, instrument};
 
-/// The most preallocated for a length read from a stream of inflated records,
-/// where the number of bytes that remain is not known: anything longer grows
-/// as it is actually read.
-const PREALLOCATE_MAX_SIZE: usize = 1024 * 1024;
+/// Upper bound on how eagerly we preallocate for a wire-supplied count or
+/// length (record count, header count, octet length, ...). Those values are
+/// untrusted input and must never be trusted at face value for sizing an
+/// allocation; a real, larger batch still decodes correctly,
+/// it just grows the buffer past this point as elements are pushed.
+pub(crate) const MAX_PREALLOCATED_ELEMENTS: usize = 1_024;
 
-/// The capacity to preallocate for `length` items of `T` read from a stream.
-pub(crate) fn cautious<T>(length: usize) -> usize {
-    length.min(PREALLOCATE_MAX_SIZE / size_of::<T>().max(1))
+/// Upper bound on the memory one produce batch may occupy once decoded.
+/// Without it, a few KB of zstd/gzip/lz4 input representing a long run of
+/// repeated bytes can decompress into gigabytes, a Snappy block's header
+/// claims its decompressed length before any data is read, and the wire
+/// encoding amplifies on decode: a null/null header is 2 bytes on the wire
+/// and `size_of::<Header>()` (64) decoded, a minimal record 7 bytes on the
+/// wire and `size_of::<Record>()` (112) decoded. Matches `nisshi-service`'s
+/// `DEFAULT_MAXIMUM_FRAME_SIZE` in value only, kept as its own constant since
+/// this crate is sans-I/O and has no access to that connection-level setting.
+///
+/// Enforced three ways against the same number: as the byte limit on the
+/// decompressing reader, as a pre-check on every wire-supplied count
+/// (`record_count`, a sequence length) before anything is decoded, and as a
+/// running [`DecodeBudget`] that every allocation made while decoding a batch
+/// is charged to.
+///
+/// The real peak per batch is a small multiple of this, not this exactly: a
+/// record's headers are charged after they are allocated (the
+/// sequence-length pre-check compares one record against the whole limit,
+/// not what is left of the budget), a Snappy batch's decompressed block is
+/// live alongside the buffer that the records decode from, the spare capacity
+/// of that buffer is not charged, and the zstd decoder's window (up to
+/// 128 MiB by default) is not charged.
+pub(crate) const MAX_DECODED_BATCH_BYTES: usize = 100 * 1024 * 1024;
+
+/// The decoded-memory budget of one batch. The inflated bytes of a compressed
+/// batch, each `Record` and each `Header` are charged as they are decoded, and
+/// the batch is rejected once the budget is spent, so the memory a batch
+/// decodes into is bounded by the budget however small its wire encoding is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DecodeBudget {
+    limit: usize,
+    remaining: usize,
 }
+
+impl DecodeBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            remaining: limit,
+        }
+    }
+
+    /// Charge `cost` bytes. The error carries the decoded size reached at
+    /// the point the budget ran out.
+    pub(crate) fn charge(&mut self, cost: usize) -> Result<()> {
+        self.remaining = self.remaining.checked_sub(cost).ok_or_else(|| {
+            Error::MessageMaxSizeExceeded((self.limit - self.remaining).saturating_add(cost))
+        })?;
+
+        Ok(())
+    }
+}
+
+/// True if `count` elements of `size` bytes each would on their own exceed
+/// [`MAX_DECODED_BATCH_BYTES`]. A cheap check on a wire-supplied count
+/// before any element is decoded; the [`DecodeBudget`] then bounds the real
+/// total as elements are produced.
+pub(crate) fn exceeds_decoded_batch_limit(count: usize, size: usize) -> bool {
+    count.saturating_mul(size) > MAX_DECODED_BATCH_BYTES
+}
+
+/// The smallest a wire-encoded [`crate::record::Record`] can be: a 1-byte
+/// length prefix, a 1-byte attributes field, 1-byte (zero-valued) varints for
+/// the timestamp and offset deltas, and 1-byte null-sentinel varints for the
+/// key, value, and header count.
+pub(crate) const MIN_ENCODED_RECORD_SIZE: usize = 7;
 
 #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct Octets(pub Option<Bytes>);
@@ -80,7 +146,7 @@ impl Decode for Octets {
         if length == -1 {
             Ok(Self(None))
         } else {
-            let length = usize::try_from(length)?;
+            let length = usize::try_from(length).map_err(|_| Error::Overflow)?;
 
             if length > encoded.len() {
                 return Err(Error::Overflow);
@@ -149,7 +215,9 @@ impl Octets {
                     Ok(None)
                 } else {
                     let mut r = usize::try_from(length)
-                        .map(|length| BytesMut::with_capacity(cautious::<u8>(length)))
+                        .map(|length| {
+                            BytesMut::with_capacity(length.min(MAX_PREALLOCATED_ELEMENTS))
+                        })
                         .map_err(|error| de::Error::custom(format!("{error:?}")))?;
 
                     while length >= 1 {
@@ -161,7 +229,7 @@ impl Octets {
                         length -= 1;
                     }
 
-                    debug!(?r);
+                    debug!(len = r.len());
 
                     Ok(Some(r.into()))
                 }
@@ -302,14 +370,32 @@ where
 {
     #[instrument(skip_all)]
     fn decode(encoded: &mut Bytes) -> Result<Self> {
-        debug!(encoded = ?encoded[..]);
+        debug!(encoded = encoded.len());
 
         let length = VarInt::decode(encoded)
-            .and_then(|length| usize::try_from(length.0).map_err(Into::into))
+            .and_then(|length| usize::try_from(length.0).map_err(|_| Error::Overflow))
             .inspect(|length| debug!(length))?;
 
-        // every item takes at least one of the bytes that remain
-        let mut items = Vec::with_capacity(length.min(encoded.len()));
+        // Matches Kafka's own bound in `DefaultRecord.readFrom`
+        // (`numHeaders > buffer.remaining()`): a real element needs at
+        // least one byte to encode, so a count that exceeds the bytes
+        // actually left can never be satisfied without reading past this
+        // buffer's true end. Deliberately undivided: a record can pack
+        // several null/null headers into very few bytes each, so dividing
+        // by anything larger than 1 here would reject real, valid batches.
+        // It runs ahead of the decoded-size check so that a count the bytes
+        // cannot hold is reported as corrupt, not as too large.
+        if length > encoded.len() {
+            return Err(Error::Overflow);
+        }
+
+        if exceeds_decoded_batch_limit(length, size_of::<T>()) {
+            return Err(Error::MessageMaxSizeExceeded(
+                length.saturating_mul(size_of::<T>()),
+            ));
+        }
+
+        let mut items = Vec::with_capacity(length.min(MAX_PREALLOCATED_ELEMENTS));
         for _ in 0..length {
             items.push(T::decode(encoded)?);
         }
@@ -368,14 +454,19 @@ where
                     .map(|v| v.0)
                     .inspect(|length| debug!("length: {length}"))
                     .and_then(|length| {
+                        let capacity: usize = length.try_into().map_err(|e| {
+                            <A::Error as de::Error>::custom(format!(
+                                "length: {length}, caused: {e:?}"
+                            ))
+                        })?;
+
+                        // No claimed-length pre-check here: `A::Error` can
+                        // only be built through `de::Error::custom`, which
+                        // would stringify the typed error. The `Decoder`'s
+                        // `DecodeBudget` charges each element as it is
+                        // produced and returns the typed error directly.
                         (0..length).try_fold(
-                            Vec::with_capacity(length.try_into().map(cautious::<T>).map_err(
-                                |e| {
-                                    <A::Error as de::Error>::custom(format!(
-                                        "length: {length}, caused: {e:?}"
-                                    ))
-                                },
-                            )?),
+                            Vec::with_capacity(capacity.min(MAX_PREALLOCATED_ELEMENTS)),
                             |mut acc, _| {
                                 seq.next_element::<T>()?
                                     .ok_or_else(|| <A::Error as de::Error>::custom("item"))
@@ -404,6 +495,13 @@ impl<T: Serialize> Serialize for VarIntSequence<T> {
 
 #[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct Sequence<T>(pub Vec<T>);
+
+impl<T> Sequence<T> {
+    /// Returns an iterator over the sequence's items.
+    pub(crate) fn iter(&self) -> slice::Iter<'_, T> {
+        self.0.iter()
+    }
+}
 
 impl<T> IntoIterator for Sequence<T> {
     type Item = T;
@@ -542,6 +640,30 @@ where
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn decode_budget_rejects_the_charge_that_overspends_it() {
+        let mut budget = super::DecodeBudget::new(10);
+
+        assert!(budget.charge(4).is_ok());
+        assert!(budget.charge(6).is_ok());
+
+        // The error carries the decoded size reached, not the limit.
+        assert!(matches!(
+            budget.charge(1),
+            Err(crate::Error::MessageMaxSizeExceeded(11))
+        ));
+    }
+
+    #[test]
+    fn claimed_count_check_saturates_rather_than_overflowing() {
+        use super::{MAX_DECODED_BATCH_BYTES, exceeds_decoded_batch_limit};
+
+        assert!(exceeds_decoded_batch_limit(usize::MAX, 64));
+        assert!(!exceeds_decoded_batch_limit(0, usize::MAX));
+        assert!(!exceeds_decoded_batch_limit(MAX_DECODED_BATCH_BYTES, 1));
+        assert!(exceeds_decoded_batch_limit(MAX_DECODED_BATCH_BYTES + 1, 1));
+    }
     use std::{fmt::Debug, fs::File, sync::Arc, thread};
 
     use tracing::subscriber::DefaultGuard;
@@ -639,5 +761,47 @@ mod tests {
         ]);
         assert_eq!(13, expected.size_in_bytes()?);
         encode_decode(expected)
+    }
+
+    /// -2 is not the -1 "no value" sentinel: casting it straight to `usize`
+    /// sign-extends to a value near `usize::MAX`, which then fails
+    /// `split_to`'s own bounds assertion (`at <= len`), panicking instead of
+    /// returning `Err`.
+    #[test]
+    fn octets_decode_length_below_negative_one_sentinel_returns_err() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut encoded = VarInt(-2).encode()?;
+        assert!(Octets::decode(&mut encoded).is_err());
+
+        Ok(())
+    }
+
+    /// A length that is a plausible, positive value, but larger than the
+    /// bytes actually remaining: `split_to` panics rather than erroring.
+    #[test]
+    fn octets_decode_length_exceeding_remaining_returns_err() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut encoded = BytesMut::new();
+        encoded.put(VarInt(100).encode()?);
+        encoded.put_slice(&[1, 2]);
+        let mut encoded = encoded.freeze();
+
+        assert!(Octets::decode(&mut encoded).is_err());
+
+        Ok(())
+    }
+
+    /// The same negative-count defect as `octets_decode_...`, but for the
+    /// header-count-driven `Vec::with_capacity` in `VarIntSequence::decode`.
+    #[test]
+    fn var_int_sequence_decode_negative_length_returns_err() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut encoded = VarInt(-2).encode()?;
+        assert!(VarIntSequence::<Octets>::decode(&mut encoded).is_err());
+
+        Ok(())
     }
 }

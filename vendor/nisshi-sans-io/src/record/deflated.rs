@@ -14,8 +14,8 @@
 //
 //! Deflated (compressed) Kafka Records
 use std::{
-    fmt::Formatter,
-    io::{Read, Write},
+    fmt::{self, Formatter},
+    io::{BufRead, Read, Write},
     result,
 };
 
@@ -28,8 +28,14 @@ use serde::{
 use tracing::{debug, error, instrument};
 
 use crate::{
-    ByteSize, Compression, Decode as _, Decoder, Encode, Error, Result,
-    record::{Record, codec::cautious},
+    ByteSize, Compression, Decode as _, Encode, Error, ErrorCode, Result, TimestampType,
+    record::{
+        Header, Record,
+        codec::{
+            DecodeBudget, MAX_DECODED_BATCH_BYTES, MAX_PREALLOCATED_ELEMENTS,
+            MIN_ENCODED_RECORD_SIZE, exceeds_decoded_batch_limit,
+        },
+    },
 };
 
 #[derive(Clone, Debug, Default, Deserialize, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
@@ -40,19 +46,24 @@ pub struct Frame {
 impl ByteSize for Frame {
     #[instrument(skip_all, ret)]
     fn size_in_bytes(&self) -> Result<usize> {
-        Ok(size_of::<i32>()
-            + self
-                .batches
-                .iter()
-                .map(|batch| {
-                    // base_offset
-                    size_of::<i64>()
-                // batch length
-                + size_of::<i32>()
-                + FIXED_BATCH_LENGTH
-                + batch.record_data.len()
-                })
-                .sum::<usize>())
+        self.batches
+            .iter()
+            .map(ByteSize::size_in_bytes)
+            .sum::<Result<usize>>()
+            .map(|batches| size_of::<i32>() + batches)
+    }
+}
+
+/// The encoded size of the batch, from `base_offset` to the end of `record_data`. Kafka's
+/// `RecordBatch.sizeInBytes` measures the same span.
+impl ByteSize for Batch {
+    fn size_in_bytes(&self) -> Result<usize> {
+        // base_offset
+        Ok(size_of::<i64>()
+            // batch_length
+            + size_of::<i32>()
+            + FIXED_BATCH_LENGTH
+            + self.record_data.len())
     }
 }
 
@@ -69,8 +80,11 @@ impl TryFrom<crate::record::inflated::Frame> for Frame {
     }
 }
 
-#[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 /// A deflated (compressed) batch of Kafka records
+///
+/// `Debug` writes the length of `record_data`, not its content, so logging a
+/// batch, or a produce or fetch message that holds one, doesn't log records.
+#[derive(Clone, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 pub struct Batch {
     pub base_offset: i64,
     pub batch_length: i32,
@@ -86,6 +100,27 @@ pub struct Batch {
     pub base_sequence: i32,
     pub record_count: u32,
     pub record_data: Bytes,
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Batch")
+            .field("base_offset", &self.base_offset)
+            .field("batch_length", &self.batch_length)
+            .field("partition_leader_epoch", &self.partition_leader_epoch)
+            .field("magic", &self.magic)
+            .field("crc", &self.crc)
+            .field("attributes", &self.attributes)
+            .field("last_offset_delta", &self.last_offset_delta)
+            .field("base_timestamp", &self.base_timestamp)
+            .field("max_timestamp", &self.max_timestamp)
+            .field("producer_id", &self.producer_id)
+            .field("producer_epoch", &self.producer_epoch)
+            .field("base_sequence", &self.base_sequence)
+            .field("record_count", &self.record_count)
+            .field("record_data_len", &self.record_data.len())
+            .finish()
+    }
 }
 
 impl From<Batch> for Bytes {
@@ -234,9 +269,65 @@ impl Batch {
     pub fn is_idempotent(&self) -> bool {
         self.producer_id != -1 && self.base_sequence != -1
     }
+
+    /// True if `record_count` alone implies more decoded memory than
+    /// `MAX_DECODED_BATCH_BYTES` allows, without attempting any
+    /// decompression. A cheap, public pre-check so a caller that wants to
+    /// reject a batch before invoking storage (and before paying for
+    /// decompression) can do so with a specific, client-facing error rather
+    /// than waiting for the full decode's failure; see `nisshi-storage`'s
+    /// produce-path rejection, which uses this the same way it already uses
+    /// `record_count < 1` and the `last_offset_delta` mismatch check.
+    pub fn exceeds_decoded_record_count_limit(&self) -> bool {
+        usize::try_from(self.record_count)
+            .map(|record_count| exceeds_decoded_batch_limit(record_count, size_of::<Record>()))
+            .unwrap_or(true)
+    }
+
+    /// The CRC-32C of this batch's current contents, as Kafka's own encoder
+    /// would compute it: everything from `attributes` through `record_data`.
+    pub fn computed_crc(&self) -> u32 {
+        CrcData::from(self).crc()
+    }
+
+    /// Sets the timestamp type, `base_timestamp` and `max_timestamp`, and recomputes `crc` so that
+    /// it covers the new values.
+    ///
+    /// The timestamp type is a bit of `attributes`. A consumer reads each record's timestamp from
+    /// these fields, by the rule of [`inflated::Batch::record_timestamp`].
+    ///
+    /// The method verifies `crc` against the current contents first, because
+    /// a new `crc` would make a batch that was damaged in transit look intact
+    /// to every consumer. Kafka rejects such a batch with `CORRUPT_MESSAGE`
+    /// before it validates timestamps.
+    ///
+    /// Returns [`Error::ApiError`] with [`ErrorCode::CorruptMessage`] when
+    /// `crc` does not match the current contents. The batch is then
+    /// unchanged.
+    ///
+    /// [`inflated::Batch::record_timestamp`]: crate::record::inflated::Batch::record_timestamp
+    pub fn set_timestamps(
+        &mut self,
+        timestamp_type: TimestampType,
+        base_timestamp: i64,
+        max_timestamp: i64,
+    ) -> Result<()> {
+        if self.computed_crc() != self.crc {
+            return Err(Error::ApiError(ErrorCode::CorruptMessage));
+        }
+
+        self.attributes =
+            (self.attributes & !TimestampType::TIMESTAMP_TYPE_BITMASK) | i16::from(timestamp_type);
+        self.base_timestamp = base_timestamp;
+        self.max_timestamp = max_timestamp;
+        self.crc = self.computed_crc();
+        Ok(())
+    }
 }
 
-#[derive(Clone, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
+/// `Debug` writes the length of `record_data`, not its content, as
+/// [`Batch`] does.
+#[derive(Clone, Default, Eq, Hash, Ord, PartialEq, PartialOrd, Serialize)]
 struct CrcData {
     pub attributes: i16,
     pub last_offset_delta: i32,
@@ -247,39 +338,6 @@ struct CrcData {
     pub base_sequence: i32,
     pub record_count: u32,
     pub record_data: Bytes,
-}
-
-impl TryFrom<&CrcData> for Bytes {
-    type Error = Error;
-
-    fn try_from(value: &CrcData) -> result::Result<Self, Self::Error> {
-        let mut encoded = value.size_in_bytes().map(BytesMut::with_capacity)?;
-        encoded.put_i16(value.attributes);
-        encoded.put_i32(value.last_offset_delta);
-        encoded.put_i64(value.base_timestamp);
-        encoded.put_i64(value.max_timestamp);
-        encoded.put_i64(value.producer_id);
-        encoded.put_i16(value.producer_epoch);
-        encoded.put_i32(value.base_sequence);
-        encoded.put_u32(value.record_count);
-        encoded.put(&value.record_data[..]);
-
-        Ok(Bytes::from(encoded))
-    }
-}
-
-impl ByteSize for CrcData {
-    fn size_in_bytes(&self) -> Result<usize> {
-        Ok(size_of_val(&self.attributes)
-            + size_of_val(&self.last_offset_delta)
-            + size_of_val(&self.base_timestamp)
-            + size_of_val(&self.max_timestamp)
-            + size_of_val(&self.producer_id)
-            + size_of_val(&self.producer_epoch)
-            + size_of_val(&self.base_sequence)
-            + size_of_val(&self.record_count)
-            + self.record_data.len())
-    }
 }
 
 impl From<&Batch> for CrcData {
@@ -298,11 +356,26 @@ impl From<&Batch> for CrcData {
     }
 }
 
+impl fmt::Debug for CrcData {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrcData")
+            .field("attributes", &self.attributes)
+            .field("last_offset_delta", &self.last_offset_delta)
+            .field("base_timestamp", &self.base_timestamp)
+            .field("max_timestamp", &self.max_timestamp)
+            .field("producer_id", &self.producer_id)
+            .field("producer_epoch", &self.producer_epoch)
+            .field("base_sequence", &self.base_sequence)
+            .field("record_count", &self.record_count)
+            .field("record_data_len", &self.record_data.len())
+            .finish()
+    }
+}
+
 impl CrcData {
     fn into_batch(self, base_offset: i64, partition_leader_epoch: i32, magic: i8) -> Result<Batch> {
-        let crc = self
-            .crc()
-            .inspect(|crc| debug!(?self, base_offset, partition_leader_epoch, magic, crc))?;
+        let crc = self.crc();
+        debug!(?self, base_offset, partition_leader_epoch, magic, crc);
 
         Ok(Batch {
             base_offset,
@@ -322,14 +395,22 @@ impl CrcData {
         })
     }
 
-    fn crc(&self) -> Result<u32> {
-        let encoded = Bytes::try_from(self)?;
-        debug!(encoded = ?&encoded[..]);
+    fn crc(&self) -> u32 {
+        let mut header = Vec::with_capacity(FIXED_CRC_HEADER_LENGTH);
+        header.put_i16(self.attributes);
+        header.put_i32(self.last_offset_delta);
+        header.put_i64(self.base_timestamp);
+        header.put_i64(self.max_timestamp);
+        header.put_i64(self.producer_id);
+        header.put_i16(self.producer_epoch);
+        header.put_i32(self.base_sequence);
+        header.put_u32(self.record_count);
 
         let mut digest = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
-        digest.update(&encoded[..]);
+        digest.update(&header[..]);
+        digest.update(&self.record_data[..]);
 
-        Ok(digest.finalize() as u32)
+        digest.finalize() as u32
     }
 }
 
@@ -364,6 +445,19 @@ fn into_record_data(records: &[Record], compression: Compression) -> Result<Byte
                 .map_err(Into::into)
         }
 
+        // A raw snappy block, without xerial framing. Every Kafka client
+        // decoder accepts the raw form (franz-go, librdkafka, kafka-python
+        // and snappy-java all check for the xerial magic and fall back to
+        // a raw block), as does [`Compression::inflator`].
+        Compression::Snappy => {
+            let uncompressed = records.encode()?;
+
+            snap::raw::Encoder::new()
+                .compress_vec(&uncompressed[..])
+                .map(Bytes::from)
+                .map_err(Into::into)
+        }
+
         Compression::Lz4 => {
             let uncompressed = records.encode()?;
 
@@ -391,8 +485,6 @@ fn into_record_data(records: &[Record], compression: Compression) -> Result<Byte
                 .map(Bytes::from)
                 .map_err(Into::into)
         }
-
-        unexpected => Err(Error::UnexpectedType(format!("{unexpected:?}",))),
     }
 }
 
@@ -429,88 +521,126 @@ impl TryFrom<Batch> for Vec<Record> {
     type Error = Error;
 
     #[instrument(skip_all)]
-    fn try_from(mut batch: Batch) -> Result<Self, Self::Error> {
+    fn try_from(batch: Batch) -> Result<Self, Self::Error> {
         let record_count = usize::try_from(batch.record_count)?;
 
         debug!(?record_count);
-        debug!(?batch.record_data);
+        debug!(record_data_len = batch.record_data.len());
 
-        if batch
+        let uncompressed = batch
             .compression()
-            .is_ok_and(|compression| compression == Compression::None)
-        {
-            let mut records =
-                Vec::with_capacity(record_count.min(batch.record_data.len() / MINIMUM_RECORD_SIZE));
+            .is_ok_and(|compression| compression == Compression::None);
 
-            for _ in 0..record_count {
-                let record = Record::decode(&mut batch.record_data)?;
-                records.push(record);
-            }
+        // On the uncompressed path `record_data` is the byte stream the
+        // records are decoded from, and no record encodes in fewer than
+        // `MIN_ENCODED_RECORD_SIZE` bytes, so a larger `record_count` means
+        // the batch is corrupt. This runs ahead of the decoded-size check so
+        // that such a batch is reported as corrupt, not as too large.
+        if uncompressed && record_count > batch.record_data.len() / MIN_ENCODED_RECORD_SIZE {
+            return Err(Error::Overflow);
+        }
 
-            if batch.record_data.has_remaining() {
-                return Err(records_remaining(record_count));
-            }
+        if batch.exceeds_decoded_record_count_limit() {
+            return Err(Error::MessageMaxSizeExceeded(
+                record_count.saturating_mul(size_of::<Record>()),
+            ));
+        }
 
-            Ok(records)
+        if uncompressed {
+            decode_records(
+                batch.record_data,
+                record_count,
+                &mut DecodeBudget::new(MAX_DECODED_BATCH_BYTES),
+            )
         } else {
-            let mut reader = batch
-                .compression()
-                .and_then(|compression| compression.inflator(batch.record_data.reader()))?;
-
-            let mut decoder = Decoder::new(&mut reader);
-            let mut records = Vec::with_capacity(cautious::<Record>(record_count));
-
-            for _ in 0..record_count {
-                let record = Record::deserialize(&mut decoder)?;
-                records.push(record);
-            }
-
-            if reader.read(&mut [0u8])? != 0 {
-                return Err(records_remaining(record_count));
-            }
-
-            Ok(records)
+            batch.compression().and_then(|compression| {
+                inflate_records(
+                    compression,
+                    batch.record_data.reader(),
+                    record_count,
+                    MAX_DECODED_BATCH_BYTES,
+                    MAX_DECODED_BATCH_BYTES,
+                )
+            })
         }
     }
+}
+
+/// Decodes `record_count` records from `record_data`, which `compression`
+/// inflates.
+///
+/// `inflated_limit` caps the bytes that the decompressing reader may produce
+/// (`LimitedRead`), and `decoded_limit` caps the memory that the inflated
+/// bytes and the decoded records use together. Production passes
+/// `MAX_DECODED_BATCH_BYTES` for both. The two limits are separate parameters
+/// so that a test can exercise each one on its own.
+fn inflate_records(
+    compression: Compression,
+    record_data: impl BufRead + 'static,
+    record_count: usize,
+    inflated_limit: usize,
+    decoded_limit: usize,
+) -> Result<Vec<Record>> {
+    let mut inflated = Vec::new();
+
+    _ = compression
+        .inflator(record_data, inflated_limit)?
+        .read_to_end(&mut inflated)?;
+
+    // The batch holds the inflated bytes in memory, so the budget counts them
+    // before any record.
+    let mut budget = DecodeBudget::new(decoded_limit);
+    budget.charge(inflated.len())?;
+
+    decode_records(Bytes::from(inflated), record_count, &mut budget)
+}
+
+/// Decodes `record_count` records from the front of `record_data`, and charges
+/// the structures of each record to `budget`.
+///
+/// Each key and value is a slice of `record_data`, not a copy. A batch with
+/// bytes left after its last record is corrupt, as in Kafka's
+/// [`DefaultRecordBatch`].
+///
+/// [`DefaultRecordBatch`]: https://github.com/apache/kafka/blob/3.9.1/clients/src/main/java/org/apache/kafka/common/record/DefaultRecordBatch.java#L605-L606
+fn decode_records(
+    mut record_data: Bytes,
+    record_count: usize,
+    budget: &mut DecodeBudget,
+) -> Result<Vec<Record>> {
+    let mut records = Vec::with_capacity(record_count.min(MAX_PREALLOCATED_ELEMENTS));
+
+    for _ in 0..record_count {
+        let record = Record::decode(&mut record_data)?;
+        budget.charge(allocated_size(&record))?;
+        records.push(record);
+    }
+
+    if !record_data.is_empty() {
+        return Err(Error::Overflow);
+    }
+
+    Ok(records)
+}
+
+/// What decoding a record allocates beyond the record data it was decoded
+/// from: the `Record` itself and its `Vec<Header>`. Keys and values are
+/// slices of the record data, so the caller charges the record data once
+/// instead: `inflate_records` does so for a compressed batch, and the frame
+/// size bounds an uncompressed one.
+fn allocated_size(record: &Record) -> usize {
+    size_of::<Record>() + record.headers.len() * size_of::<Header>()
 }
 
 impl TryFrom<&Batch> for Vec<Record> {
     type Error = Error;
 
     fn try_from(batch: &Batch) -> Result<Self, Self::Error> {
-        let record_count = usize::try_from(batch.record_count)?;
-
-        debug!(?record_count);
-        debug!(?batch.record_data);
-
-        let mut reader = batch
-            .compression()
-            .and_then(|compression| compression.inflator(batch.record_data.clone().reader()))?;
-
-        let mut decoder = Decoder::new(&mut reader);
-        let mut records = Vec::with_capacity(cautious::<Record>(record_count));
-
-        for _ in 0..record_count {
-            let record = Record::deserialize(&mut decoder)?;
-            records.push(record);
-        }
-
-        if reader.read(&mut [0u8])? != 0 {
-            return Err(records_remaining(record_count));
-        }
-
-        Ok(records)
+        // This delegates so that both conversions decode alike. `record_data`
+        // is a `Bytes`, so the clone shares its buffer.
+        Self::try_from(batch.clone())
     }
 }
-
-fn records_remaining(record_count: usize) -> Error {
-    Error::Message(format!("records remain after record count: {record_count}"))
-}
-
-/// A record with a null key, a null value and no headers: its length,
-/// attributes, timestamp delta, offset delta, key length, value length
-/// and header count each take one byte.
-const MINIMUM_RECORD_SIZE: usize = 7;
 
 const FIXED_BATCH_LENGTH: usize =
     // partition leader epoch
@@ -536,6 +666,11 @@ const FIXED_BATCH_LENGTH: usize =
     // record count
     + size_of::<u32>();
 
+/// The length of the fixed fields that the CRC covers: `attributes` through
+/// `record_count`, the part of [`FIXED_BATCH_LENGTH`] after the CRC itself.
+const FIXED_CRC_HEADER_LENGTH: usize =
+    FIXED_BATCH_LENGTH - size_of::<i32>() - size_of::<i8>() - size_of::<u32>();
+
 impl<'de> Deserialize<'de> for Batch {
     fn deserialize<D>(deserializer: D) -> Result<Self, D::Error>
     where
@@ -554,7 +689,7 @@ impl<'de> Deserialize<'de> for Batch {
             where
                 E: de::Error,
             {
-                debug!(v = ?v[..]);
+                debug!(len = v.len());
                 Batch::try_from(Bytes::from(v)).map_err(|err| de::Error::custom(err.to_string()))
             }
         }
@@ -567,10 +702,15 @@ impl<'de> Deserialize<'de> for Batch {
 mod tests {
 
     use crate::{
-        BatchAttribute, ControlBatch, EndTransactionMarker, de::BatchDecoder, record::inflated,
+        BatchAttribute, ControlBatch, EndTransactionMarker,
+        de::BatchDecoder,
+        primitive::varint::{LongVarInt, VarInt},
+        record::inflated,
     };
 
     use super::*;
+
+    use std::assert_matches;
 
     use tracing::subscriber::DefaultGuard;
 
@@ -614,6 +754,232 @@ mod tests {
     pariatur. Excepteur sint occaecat cupidatat non proident, sunt in \
     culpa qui officia deserunt mollit anim id est laborum.";
 
+    /// One record whose value alone is a byte over the decoded limit, deflated
+    /// with `compression`. Compresses to almost nothing for every codec, so
+    /// the only thing that can reject it is the limit on the decoded side.
+    fn batch_just_over_the_decoded_limit(compression: Compression) -> Result<Batch> {
+        let mut inflated = inflated::Batch {
+            records: vec![Record {
+                value: Some(Bytes::from(vec![0u8; MAX_DECODED_BATCH_BYTES + 1])),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+
+        inflated.attributes = BatchAttribute::try_from(inflated.attributes)
+            .map(|attribute| attribute.compression(compression).into())?;
+
+        Batch::try_from(inflated)
+    }
+
+    /// Both decode paths must reject the batch with the typed error, not a
+    /// generic I/O failure: that is what lets the broker answer
+    /// `MESSAGE_TOO_LARGE` rather than `UNKNOWN_SERVER_ERROR`.
+    fn assert_rejected_by_reference(batch: &Batch) {
+        let err = Vec::<Record>::try_from(batch)
+            .expect_err("a batch over the decoded limit must be rejected (by reference)");
+        assert!(
+            matches!(err, Error::MessageMaxSizeExceeded(_)),
+            "by reference: {err:?}"
+        );
+    }
+
+    fn assert_rejected_by_value(batch: Batch) {
+        let err = Vec::<Record>::try_from(batch)
+            .expect_err("a batch over the decoded limit must be rejected (by value)");
+        assert!(
+            matches!(err, Error::MessageMaxSizeExceeded(_)),
+            "by value: {err:?}"
+        );
+    }
+
+    /// `LimitedRead` on its own, through the record decode both `TryFrom`
+    /// impls share. The `DecodeBudget` charges at least one byte for every
+    /// byte the decoder reads, so at equal limits it always trips first and a
+    /// test at `MAX_DECODED_BATCH_BYTES` cannot tell whether `LimitedRead` is
+    /// there. Here the budget is unlimited, so only `LimitedRead` can reject
+    /// the batch, and its error (`limit + 1`) must come through typed.
+    #[test]
+    fn limited_read_rejects_a_batch_the_budget_would_allow() -> Result<()> {
+        const VALUE_LEN: usize = 64 * 1024;
+
+        for compression in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
+            let mut inflated = inflated::Batch {
+                records: vec![Record {
+                    value: Some(Bytes::from(vec![0u8; VALUE_LEN])),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+
+            inflated.attributes = BatchAttribute::try_from(inflated.attributes)
+                .map(|attribute| attribute.compression(compression.clone()).into())?;
+
+            let batch = Batch::try_from(inflated)?;
+            let record_count = usize::try_from(batch.record_count)?;
+
+            // Control: with room for the whole record, it decodes.
+            let records = inflate_records(
+                compression.clone(),
+                batch.record_data.clone().reader(),
+                record_count,
+                2 * VALUE_LEN,
+                usize::MAX,
+            )?;
+            assert_eq!(Some(VALUE_LEN), records[0].value.as_ref().map(Bytes::len));
+
+            // A decompressed-byte limit inside the value is rejected by
+            // LimitedRead alone.
+            let limit = VALUE_LEN / 2;
+            let err = inflate_records(
+                compression.clone(),
+                batch.record_data.clone().reader(),
+                record_count,
+                limit,
+                usize::MAX,
+            )
+            .expect_err("a batch over the decompressed-byte limit must be rejected");
+
+            assert!(
+                matches!(err, Error::MessageMaxSizeExceeded(size) if size == limit + 1),
+                "{compression:?}: {err:?}"
+            );
+        }
+
+        Ok(())
+    }
+
+    #[test]
+    fn batch_just_over_the_decoded_limit_is_rejected_snappy_raw() -> Result<()> {
+        // Rejected on the block's claimed length before any decompression,
+        // so both paths are cheap enough for one test.
+        let batch = batch_just_over_the_decoded_limit(Compression::Snappy)?;
+        assert_rejected_by_reference(&batch);
+        assert_rejected_by_value(batch);
+
+        Ok(())
+    }
+
+    #[test]
+    fn batch_just_over_the_decoded_limit_is_rejected_snappy_xerial() -> Result<()> {
+        let mut batch = batch_just_over_the_decoded_limit(Compression::Snappy)?;
+
+        // Wrap the raw block in xerial framing: magic, version, compatible
+        // version, block size, then the block, the form snappy-java produces.
+        let block = batch.record_data.clone();
+        let mut framed = BytesMut::new();
+        framed.put_slice(b"\x82SNAPPY\0");
+        framed.put_i32(1);
+        framed.put_i32(1);
+        framed.put_i32(i32::try_from(block.len())?);
+        framed.put(block);
+        batch.record_data = framed.freeze();
+
+        assert_rejected_by_reference(&batch);
+        assert_rejected_by_value(batch);
+
+        Ok(())
+    }
+
+    #[test]
+    fn record_count_beyond_decompressed_limit_is_rejected() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let batch = Batch {
+            attributes: BatchAttribute::default()
+                .compression(Compression::Zstd)
+                .into(),
+            record_count: u32::MAX,
+            record_data: Bytes::new(),
+            ..Default::default()
+        };
+
+        let err = Vec::<Record>::try_from(batch.clone())
+            .expect_err("a record_count this large must be rejected before decompressing");
+        assert!(matches!(err, Error::MessageMaxSizeExceeded(_)));
+
+        let err = Vec::<Record>::try_from(&batch)
+            .expect_err("a record_count this large must be rejected before decompressing");
+        assert!(matches!(err, Error::MessageMaxSizeExceeded(_)));
+
+        Ok(())
+    }
+
+    #[test]
+    fn record_count_bound_reflects_decoded_struct_size_not_minimum_wire_size() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        // A record_count bounded only by the minimum *encoded* record size (7
+        // bytes) does not bound the memory actually allocated: each record
+        // costs size_of::<Record>() (112 bytes) once decoded into a
+        // Vec<Record>, regardless of how little of that came from the wire.
+        // 1,000,000 is comfortably under the old (wrong) bound
+        // (MAX_DECODED_BATCH_BYTES / 7 ~= 14,979,656) but must be
+        // rejected under the correct one
+        // (MAX_DECODED_BATCH_BYTES / size_of::<Record>() ~= 936,864),
+        // since 1,000,000 * size_of::<Record>() alone is already ~105 MiB.
+        assert!(
+            size_of::<Record>() > 7,
+            "test assumes the struct outgrew the minimum wire size"
+        );
+        let record_count = 1_000_000;
+        assert!(record_count < MAX_DECODED_BATCH_BYTES / 7);
+        assert!(record_count > MAX_DECODED_BATCH_BYTES / size_of::<Record>());
+
+        let batch = Batch {
+            attributes: BatchAttribute::default()
+                .compression(Compression::Zstd)
+                .into(),
+            record_count: u32::try_from(record_count)?,
+            record_data: Bytes::new(),
+            ..Default::default()
+        };
+
+        let err = Vec::<Record>::try_from(batch).expect_err(
+            "a record_count whose decoded struct cost alone exceeds the limit must be rejected",
+        );
+        assert!(matches!(err, Error::MessageMaxSizeExceeded(_)));
+
+        Ok(())
+    }
+
+    #[test]
+    fn batch_just_under_the_decompressed_limit_round_trips() -> Result<()> {
+        // Deliberately no init_tracing() here: with it on, `debug!(?...)`
+        // calls elsewhere in this path fully Debug-format the ~100 MiB
+        // buffer on every call, which is not a cost real production tracing
+        // would pay (nobody runs with DEBUG-level + ACTIVE span events in
+        // production) but turns this one test from sub-second to ~30
+        // minutes — comfortably over the CI nextest profile's 5 minute
+        // per-test timeout.
+
+        // Comfortable headroom under the limit for the record's other
+        // fields (length/attributes/timestamp/offset/headers overhead), so
+        // this stays a "just under the limit" case rather than brushing
+        // against it.
+        let size = MAX_DECODED_BATCH_BYTES - 1024 * 1024;
+        let value = Bytes::from(vec![0u8; size]);
+
+        let mut inflated = inflated::Batch {
+            records: vec![Record {
+                value: Some(value.clone()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+
+        inflated.attributes = BatchAttribute::try_from(inflated.attributes)
+            .map(|attribute| attribute.compression(Compression::Zstd).into())?;
+
+        let deflated = Batch::try_from(inflated)?;
+        let records: Vec<Record> = deflated.try_into()?;
+
+        assert_eq!(1, records.len());
+        assert_eq!(Some(value), records[0].value);
+
+        Ok(())
+    }
+
     #[test]
     fn decode_gzip() -> Result<()> {
         let _guard = init_tracing()?;
@@ -642,6 +1008,10 @@ mod tests {
 
         let decoder = BatchDecoder::new(Bytes::from_static(encoded));
         let decoded = Batch::deserialize(decoder)?;
+
+        // The fixture's CRC is the one its encoder wrote, so this pins the
+        // range `computed_crc` covers to the bytes a client sends.
+        assert_eq!(decoded.crc, decoded.computed_crc());
 
         assert_eq!(
             Compression::Gzip,
@@ -729,6 +1099,10 @@ mod tests {
 
         let decoder = BatchDecoder::new(Bytes::from_static(encoded));
         let decoded = Batch::deserialize(decoder)?;
+
+        // The fixture's CRC is the one its encoder wrote, so this pins the
+        // range `computed_crc` covers to the bytes a client sends.
+        assert_eq!(decoded.crc, decoded.computed_crc());
 
         assert_eq!(
             Compression::Zstd,
@@ -823,6 +1197,10 @@ mod tests {
 
         let decoder = BatchDecoder::new(Bytes::from_static(encoded));
         let decoded = Batch::deserialize(decoder)?;
+
+        // The fixture's CRC is the one its encoder wrote, so this pins the
+        // range `computed_crc` covers to the bytes a client sends.
+        assert_eq!(decoded.crc, decoded.computed_crc());
         assert_eq!(Compression::Lz4, Compression::try_from(decoded.attributes)?);
 
         let mut inflated = crate::record::inflated::Batch::try_from(decoded.clone())?;
@@ -912,6 +1290,10 @@ mod tests {
 
         let decoder = BatchDecoder::new(Bytes::from_static(encoded));
         let decoded = Batch::deserialize(decoder)?;
+
+        // The fixture's CRC is the one its encoder wrote, so this pins the
+        // range `computed_crc` covers to the bytes a client sends.
+        assert_eq!(decoded.crc, decoded.computed_crc());
         assert_eq!(
             Compression::Snappy,
             Compression::try_from(decoded.attributes)?
@@ -930,6 +1312,61 @@ mod tests {
                 headers: [].into()
             }],
             records
+        );
+
+        Ok(())
+    }
+
+    /// An inflated batch marked snappy deflates to a raw snappy block that
+    /// both the batch's own decoder and [`Compression::inflator`] accept.
+    #[test]
+    fn deflate_snappy_round_trip() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let values = [
+            Bytes::from_static(LOREM),
+            Bytes::from_static(b"foobarfoobarfoobarfoobar"),
+            Bytes::from_static(&[0u8; 8_192]),
+        ];
+
+        let mut builder = inflated::Batch::builder()
+            .attributes(
+                BatchAttribute::default()
+                    .compression(Compression::Snappy)
+                    .into(),
+            )
+            .last_offset_delta(values.len() as i32 - 1);
+
+        for (delta, value) in values.iter().enumerate() {
+            builder = builder.record(
+                Record::builder()
+                    .offset_delta(delta as i32)
+                    .value(Some(value.clone())),
+            );
+        }
+
+        let deflated = builder.build().and_then(Batch::try_from)?;
+
+        assert_eq!(
+            Compression::Snappy,
+            Compression::try_from(deflated.attributes)?
+        );
+        assert_eq!(values.len() as u32, deflated.record_count);
+        assert!(
+            deflated.record_data.len() < values.iter().map(Bytes::len).sum::<usize>(),
+            "record data is not compressed"
+        );
+
+        let records: Vec<Record> = (&deflated).try_into()?;
+        assert_eq!(
+            values.to_vec(),
+            records.iter().filter_map(Record::value).collect::<Vec<_>>()
+        );
+
+        let records: Vec<Record> = deflated.try_into()?;
+        assert_eq!(
+            values.to_vec(),
+            records.iter().filter_map(Record::value).collect::<Vec<_>>()
         );
 
         Ok(())
@@ -1092,6 +1529,595 @@ mod tests {
 
         assert_eq!(Some(key), inflated.records[0].key);
         assert_eq!(Some(value), inflated.records[0].value);
+
+        Ok(())
+    }
+
+    /// A `record_count` taken straight off the wire, with no `record_data`
+    /// to back it, must not succeed in preallocating hundreds of GB of
+    /// `Record`s before ever inspecting the data. Whether an
+    /// allocation that large is rejected by the allocator is platform
+    /// dependent; what must hold everywhere is that this returns `Err`
+    /// rather than `Ok` with a nonsensical result.
+    ///
+    /// Before the fix this also returned `Err` whenever the reservation
+    /// succeeded, because decoding the first record from empty data fails.
+    /// So on macOS, or on Linux with enough overcommit headroom, it passes
+    /// with or without the fix, and catches a regression only by aborting
+    /// the test process. A green local run is not proof the cap is in place.
+    #[test]
+    fn record_count_near_u32_max_with_no_data_returns_err() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let batch = Batch {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: u32::MAX,
+            record_data: Bytes::new(),
+        };
+
+        assert!(Vec::<Record>::try_from(batch.clone()).is_err());
+        assert!(Vec::<Record>::try_from(&batch).is_err());
+
+        Ok(())
+    }
+
+    /// Same as above, but for the compressed branch, where the inflator
+    /// itself never rejects the (empty) input up front.
+    #[test]
+    fn record_count_near_u32_max_with_empty_compressed_data_returns_err() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let attributes: i16 = BatchAttribute::default()
+            .compression(Compression::Gzip)
+            .into();
+
+        let batch = Batch {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes,
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: u32::MAX,
+            record_data: Bytes::new(),
+        };
+
+        assert!(Vec::<Record>::try_from(batch.clone()).is_err());
+        assert!(Vec::<Record>::try_from(&batch).is_err());
+
+        Ok(())
+    }
+
+    /// One record whose header count is `i32::MAX`, with no header bytes
+    /// behind it.
+    fn record_data_with_header_count(header_count: i32) -> Result<Bytes> {
+        let mut body = BytesMut::new();
+        body.put_u8(0); // attributes
+        body.put(LongVarInt(0).encode()?); // timestamp delta
+        body.put(VarInt(0).encode()?); // offset delta
+        body.put(VarInt(-1).encode()?); // null key
+        body.put(VarInt(-1).encode()?); // null value
+        body.put(VarInt(header_count).encode()?);
+
+        let mut record = BytesMut::new();
+        record.put(VarInt(i32::try_from(body.len())?).encode()?);
+        record.put(body);
+        Ok(record.freeze())
+    }
+
+    fn batch_with_header_count(compression: Compression) -> Result<Batch> {
+        let uncompressed = record_data_with_header_count(i32::MAX)?;
+
+        let record_data = if compression == Compression::None {
+            uncompressed
+        } else {
+            let mut gz = GzEncoder::new(BytesMut::new().writer(), flate2::Compression::default());
+            gz.write_all(&uncompressed)?;
+            gz.finish().map(|w| w.into_inner().freeze())?
+        };
+
+        Ok(Batch {
+            base_offset: 0,
+            batch_length: 0,
+            partition_leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: BatchAttribute::default().compression(compression).into(),
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            record_count: 1,
+            record_data,
+        })
+    }
+
+    /// A header count of `i32::MAX` on one record asked for about 137 GB
+    /// before the fix. The uncompressed batch by value goes through
+    /// `VarIntSequence::decode`; the other three calls go through the serde
+    /// path in `VarIntSequence::deserialize`, so together they pin both caps.
+    /// Like the `record_count` tests above, a regression shows up as an
+    /// allocation abort on a platform that refuses the reservation.
+    #[test]
+    fn header_count_near_i32_max_with_no_header_data_returns_err() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        for compression in [Compression::None, Compression::Gzip] {
+            let batch = batch_with_header_count(compression)?;
+
+            assert!(Vec::<Record>::try_from(batch.clone()).is_err());
+            assert!(Vec::<Record>::try_from(&batch).is_err());
+        }
+
+        Ok(())
+    }
+
+    /// A compressed record whose `length` varint has a sixth byte, one more
+    /// than an `i32` can hold, is rejected by every conversion that decodes
+    /// compressed records. The record is otherwise valid, so only the
+    /// overlong varint can reject it: a record decoder that wrapped the value
+    /// would decode this batch.
+    #[test]
+    fn overlong_varint_in_a_compressed_record_is_rejected() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut record = BytesMut::new();
+        record.put_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]); // length, overlong
+        record.put_u8(0); // attributes
+        record.put(LongVarInt(0).encode()?); // timestamp delta
+        record.put(VarInt(0).encode()?); // offset delta
+        record.put(VarInt(-1).encode()?); // null key
+        record.put(VarInt(-1).encode()?); // null value
+        record.put(VarInt(0).encode()?); // no headers
+
+        let mut gz = GzEncoder::new(BytesMut::new().writer(), flate2::Compression::default());
+        gz.write_all(&record)?;
+        let record_data = gz.finish().map(|w| w.into_inner().freeze())?;
+
+        let batch = Batch {
+            attributes: BatchAttribute::default()
+                .compression(Compression::Gzip)
+                .into(),
+            record_count: 1,
+            record_data,
+            ..Default::default()
+        };
+
+        let err = Vec::<Record>::try_from(&batch)
+            .expect_err("an overlong varint must be rejected by reference");
+        assert_matches!(err, Error::Overflow);
+        assert!(
+            Vec::<Record>::try_from(batch.clone()).is_err(),
+            "an overlong varint must be rejected by value"
+        );
+        assert!(
+            inflated::Batch::try_from(&batch).is_err(),
+            "an overlong varint must be rejected when inflating"
+        );
+
+        Ok(())
+    }
+
+    /// A header count that outruns this record's own declared length is
+    /// rejected at the record's boundary, instead of reading into the bytes
+    /// that follow it in the batch (here, two bytes that belong to no
+    /// record). `record_count: 1` exercises one `Record::decode` call on the
+    /// uncompressed by-value path.
+    #[test]
+    fn header_count_reads_past_record_boundary_is_rejected() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        // record: length=6, body=[attributes=0, timestamp_delta=0,
+        // offset_delta=0, null key, null value, header_count=1], followed
+        // by two bytes that belong to no record: a phantom null/null header
+        // that decode must not consume as this record's one declared
+        // header.
+        let record_data = Bytes::from_static(&[12, 0, 0, 0, 1, 1, 2, 1, 1]);
+
+        let batch = Batch {
+            attributes: BatchAttribute::default().into(),
+            record_count: 1,
+            record_data,
+            ..Default::default()
+        };
+
+        let err = Vec::<Record>::try_from(batch)
+            .expect_err("a header count outrunning this record's declared length must be rejected");
+        assert!(matches!(err, Error::Overflow), "{err:?}");
+
+        Ok(())
+    }
+
+    /// `record_count` claims more records than the 10 bytes of
+    /// `record_data` could hold, since every record is at least
+    /// `MIN_ENCODED_RECORD_SIZE` bytes, so the batch is rejected before any
+    /// record is decoded.
+    #[test]
+    fn record_count_inconsistent_with_remaining_data_returns_overflow() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let batch = Batch {
+            attributes: BatchAttribute::default().into(),
+            record_count: 5,
+            record_data: Bytes::from_static(&[0u8; 10]),
+            ..Default::default()
+        };
+
+        let err = Vec::<Record>::try_from(batch).expect_err(
+            "a record_count inconsistent with the remaining record_data must be rejected",
+        );
+        assert!(matches!(err, Error::Overflow), "{err:?}");
+
+        Ok(())
+    }
+
+    /// A `record_count` the bytes cannot hold is reported as corrupt rather
+    /// than as too large, even when it is also past the decoded-size limit.
+    #[test]
+    fn record_count_inconsistent_with_data_wins_over_decoded_size_limit() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let batch = Batch {
+            attributes: BatchAttribute::default().into(),
+            record_count: u32::MAX,
+            record_data: Bytes::from_static(&[0u8; 10]),
+            ..Default::default()
+        };
+
+        assert!(batch.exceeds_decoded_record_count_limit());
+
+        let err = Vec::<Record>::try_from(batch)
+            .expect_err("a record_count the record_data cannot hold must be rejected");
+        assert!(matches!(err, Error::Overflow), "{err:?}");
+
+        Ok(())
+    }
+
+    /// Bytes left in `record_data` after `record_count` records mean the
+    /// batch's declared size and its records disagree, so the batch is
+    /// rejected, as Kafka's `DefaultRecordBatch` does ("Incorrect declared
+    /// batch size, records still remaining").
+    #[test]
+    fn bytes_after_last_record_are_rejected() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut record_data = BytesMut::new();
+        record_data.put(Record::builder().build()?.encode()?);
+        record_data.put(Record::builder().build()?.encode()?);
+
+        let batch = Batch {
+            attributes: BatchAttribute::default().into(),
+            record_count: 1,
+            record_data: record_data.freeze(),
+            ..Default::default()
+        };
+
+        let err = Vec::<Record>::try_from(batch)
+            .expect_err("bytes after the last declared record must be rejected");
+        assert!(matches!(err, Error::Overflow), "{err:?}");
+
+        Ok(())
+    }
+
+    const EVERY_CODEC: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// `uncompressed` as a producer compresses the record data of a batch.
+    fn compress(compression: &Compression, uncompressed: &[u8]) -> Result<Bytes> {
+        match compression {
+            Compression::None => Ok(Bytes::copy_from_slice(uncompressed)),
+
+            Compression::Gzip => {
+                let mut gz =
+                    GzEncoder::new(BytesMut::new().writer(), flate2::Compression::default());
+                gz.write_all(uncompressed)?;
+                gz.finish()
+                    .map(|writer| writer.into_inner().freeze())
+                    .map_err(Into::into)
+            }
+
+            Compression::Snappy => snap::raw::Encoder::new()
+                .compress_vec(uncompressed)
+                .map(Bytes::from)
+                .map_err(Into::into),
+
+            Compression::Lz4 => {
+                let mut lz4 = lz4::EncoderBuilder::new().build(BytesMut::new().writer())?;
+                lz4.write_all(uncompressed)?;
+                let (writer, finished) = lz4.finish();
+                finished?;
+                Ok(writer.into_inner().freeze())
+            }
+
+            Compression::Zstd => {
+                let mut zstd = zstd::stream::write::Encoder::new(BytesMut::new().writer(), 0)?;
+                zstd.write_all(uncompressed)?;
+                zstd.finish()
+                    .map(|writer| writer.into_inner().freeze())
+                    .map_err(Into::into)
+            }
+        }
+    }
+
+    /// A batch of `record_count` records whose record data is `uncompressed`
+    /// compressed with `compression`. The bytes need not be valid records.
+    fn batch_of_record_data(
+        compression: Compression,
+        record_count: u32,
+        uncompressed: &[u8],
+    ) -> Result<Batch> {
+        Ok(Batch {
+            record_data: compress(&compression, uncompressed)?,
+            attributes: BatchAttribute::default().compression(compression).into(),
+            record_count,
+            ..Default::default()
+        })
+    }
+
+    /// The encoding of `record` with `adjustment` added to its declared
+    /// `length`, and the fields left as they are.
+    fn encode_with_adjusted_length(record: &Record, adjustment: i32) -> Result<BytesMut> {
+        let mut fields = record.encode()?;
+        let length: i32 = VarInt::decode(&mut fields).map(Into::into)?;
+
+        let mut encoded = BytesMut::new();
+        encoded.put(VarInt(length + adjustment).encode()?);
+        encoded.put(fields);
+        Ok(encoded)
+    }
+
+    /// Both conversions reject `batch` with an error that is not
+    /// `MessageMaxSizeExceeded`, which is what lets the broker answer
+    /// `INVALID_RECORD` rather than `MESSAGE_TOO_LARGE`. A record that ends
+    /// before its fields do fails as `TryGet` when a field has no byte left,
+    /// and as `Overflow` when a field claims more bytes than are left.
+    fn assert_rejected_as_corrupt_by_both_conversions(batch: &Batch) {
+        let by_reference =
+            Vec::<Record>::try_from(batch).expect_err("a corrupt batch must be rejected");
+        assert_matches!(by_reference, Error::Overflow | Error::TryGet(_));
+
+        let by_value =
+            Vec::<Record>::try_from(batch.clone()).expect_err("a corrupt batch must be rejected");
+        assert_matches!(by_value, Error::Overflow | Error::TryGet(_));
+    }
+
+    /// The by-reference and by-value conversions decode a batch the same way,
+    /// whether it is uncompressed or compressed with any codec.
+    #[test]
+    fn by_reference_and_by_value_conversions_give_the_same_records_for_every_codec() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let records = vec![
+            Record::builder()
+                .key(Some(Bytes::from_static(b"key")))
+                .value(Some(Bytes::from_static(LOREM)))
+                .header(
+                    Header::builder()
+                        .key(Bytes::from_static(b"format"))
+                        .value(Bytes::from_static(b"text")),
+                )
+                .build()?,
+            Record::builder().offset_delta(1).build()?,
+            Record::builder()
+                .offset_delta(2)
+                .timestamp_delta(7)
+                .key(Some(Bytes::new()))
+                .value(Some(Bytes::from(vec![0xa5; 4096])))
+                .build()?,
+        ];
+
+        for compression in EVERY_CODEC {
+            let mut inflated = inflated::Batch {
+                records: records.clone(),
+                ..Default::default()
+            };
+
+            inflated.attributes = BatchAttribute::try_from(inflated.attributes)
+                .map(|attribute| attribute.compression(compression.clone()).into())?;
+
+            let batch = Batch::try_from(inflated)?;
+
+            assert_eq!(
+                records,
+                Vec::<Record>::try_from(&batch)?,
+                "by reference, {compression:?}"
+            );
+            assert_eq!(
+                records,
+                Vec::<Record>::try_from(batch)?,
+                "by value, {compression:?}"
+            );
+        }
+
+        Ok(())
+    }
+
+    /// Kafka's `DefaultRecord` answers `INVALID_RECORD` for a record whose
+    /// fields end before its declared `length` does, and the same holds for
+    /// every codec.
+    #[test]
+    fn record_with_length_longer_than_its_fields_is_rejected_for_every_codec() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut record_data = encode_with_adjusted_length(
+            &Record::builder()
+                .key(Some(Bytes::from_static(b"key")))
+                .value(Some(Bytes::from_static(b"value")))
+                .build()?,
+            1,
+        )?;
+        record_data.put_u8(0xff); // padding inside the declared length
+
+        for compression in EVERY_CODEC {
+            assert_rejected_as_corrupt_by_both_conversions(&batch_of_record_data(
+                compression,
+                1,
+                &record_data,
+            )?);
+        }
+
+        Ok(())
+    }
+
+    /// Kafka's `DefaultRecord` answers `INVALID_RECORD` for a record whose
+    /// fields run past its declared `length`, and the same holds for every
+    /// codec.
+    #[test]
+    fn record_with_length_shorter_than_its_fields_is_rejected_for_every_codec() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let record_data = encode_with_adjusted_length(
+            &Record::builder()
+                .key(Some(Bytes::from_static(b"key")))
+                .value(Some(Bytes::from_static(b"value")))
+                .build()?,
+            -1,
+        )?;
+
+        for compression in EVERY_CODEC {
+            assert_rejected_as_corrupt_by_both_conversions(&batch_of_record_data(
+                compression,
+                1,
+                &record_data,
+            )?);
+        }
+
+        Ok(())
+    }
+
+    /// Kafka's `DefaultRecordBatch` answers `INVALID_RECORD` for a batch that
+    /// has bytes after its last record, and the same holds for every codec.
+    #[test]
+    fn bytes_after_the_last_record_are_rejected_for_every_codec() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut record_data = BytesMut::new();
+        record_data.put(Record::builder().build()?.encode()?);
+        record_data.put_u8(0);
+
+        for compression in EVERY_CODEC {
+            assert_rejected_as_corrupt_by_both_conversions(&batch_of_record_data(
+                compression,
+                1,
+                &record_data,
+            )?);
+        }
+
+        Ok(())
+    }
+
+    #[test]
+    fn computed_crc_matches_a_freshly_built_batch() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let batch: Batch = inflated::Batch::builder()
+            .record(Record::builder().value(Bytes::from_static(LOREM).into()))
+            .build()
+            .and_then(TryInto::try_into)?;
+
+        assert_eq!(batch.crc, batch.computed_crc());
+
+        Ok(())
+    }
+
+    #[test]
+    fn set_timestamps_recomputes_the_crc() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut batch: Batch = inflated::Batch::builder()
+            .record(Record::builder().value(Bytes::from_static(LOREM).into()))
+            .build()
+            .and_then(TryInto::try_into)?;
+
+        let original_crc = batch.crc;
+
+        batch.set_timestamps(
+            TimestampType::CreateTime,
+            batch.base_timestamp + 1,
+            batch.max_timestamp + 2,
+        )?;
+
+        assert_ne!(original_crc, batch.crc);
+        assert_eq!(batch.computed_crc(), batch.crc);
+
+        Ok(())
+    }
+
+    #[test]
+    fn set_timestamps_sets_and_clears_the_timestamp_type() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut batch: Batch = inflated::Batch::builder()
+            .attributes(Compression::Gzip.into())
+            .record(Record::builder().value(Bytes::from_static(LOREM).into()))
+            .build()
+            .and_then(TryInto::try_into)?;
+
+        batch.set_timestamps(TimestampType::LogAppendTime, 7, 7)?;
+        assert_eq!(
+            BatchAttribute::default()
+                .compression(Compression::Gzip)
+                .timestamp(TimestampType::LogAppendTime),
+            BatchAttribute::try_from(batch.attributes)?
+        );
+        assert_eq!(batch.computed_crc(), batch.crc);
+
+        batch.set_timestamps(TimestampType::CreateTime, 7, 7)?;
+        assert_eq!(
+            BatchAttribute::default().compression(Compression::Gzip),
+            BatchAttribute::try_from(batch.attributes)?
+        );
+        assert_eq!(batch.computed_crc(), batch.crc);
+
+        Ok(())
+    }
+
+    #[test]
+    fn set_timestamps_rejects_a_batch_whose_crc_does_not_match() -> Result<()> {
+        let _guard = init_tracing()?;
+
+        let mut batch: Batch = inflated::Batch::builder()
+            .record(Record::builder().value(Bytes::from_static(LOREM).into()))
+            .build()
+            .and_then(TryInto::try_into)?;
+
+        batch.crc ^= 1;
+        let damaged = batch.clone();
+
+        let err = batch
+            .set_timestamps(
+                TimestampType::LogAppendTime,
+                batch.base_timestamp,
+                batch.max_timestamp + 1,
+            )
+            .expect_err("a batch whose crc does not match must be rejected");
+
+        assert!(matches!(err, Error::ApiError(ErrorCode::CorruptMessage)));
+        assert_eq!(damaged, batch);
 
         Ok(())
     }

@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -13,17 +13,17 @@
 // limitations under the License.
 
 use nisshi_sans_io::{
-    ApiKey, ConsumerGroupDescribeRequest,
+    ApiKey, ConsumerGroupDescribeRequest, RequestInput,
     consumer_group_describe_response::{ConsumerGroupDescribeResponse, DescribedGroup},
 };
-use rama::{Context, Service};
+use rama::Service;
 use tracing::{debug, instrument};
 
-use crate::{Error, Result, Storage};
+use crate::{Error, Result, Storage, authorized_operations};
 
-/// A [`Service`] using [`Storage`] as [`Context`] taking [`ConsumerGroupDescribeRequest`] returning [`ConsumerGroupDescribeResponse`].
-/// ```
-/// use rama::{Context, Layer, Service as _, layer::MapStateLayer};
+/// A [`Service`] using its [`Storage`] taking [`ConsumerGroupDescribeRequest`] returning [`ConsumerGroupDescribeResponse`].
+/// ```no_run
+/// use rama::Service as _;
 /// use nisshi_sans_io::{ConsumerGroupDescribeRequest, ErrorCode};
 /// use nisshi_storage::{ConsumerGroupDescribeService, Error, StorageContainer};
 /// use url::Url;
@@ -38,13 +38,12 @@ use crate::{Error, Result, Storage};
 ///     .build()
 ///     .await?;
 ///
-/// let service = MapStateLayer::new(|_| storage).into_layer(ConsumerGroupDescribeService);
+/// let service = ConsumerGroupDescribeService { storage };
 ///
 /// let group_id = "abc";
 ///
 /// let response = service
 ///     .serve(
-///         Context::default(),
 ///         ConsumerGroupDescribeRequest::default()
 ///             .group_ids(Some([group_id.into()].into()))
 ///             .include_authorized_operations(false),
@@ -59,34 +58,46 @@ use crate::{Error, Result, Storage};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct ConsumerGroupDescribeService;
+#[derive(Clone, Debug)]
+pub struct ConsumerGroupDescribeService<G> {
+    pub storage: G,
+}
 
-impl ApiKey for ConsumerGroupDescribeService {
+impl<G> ApiKey for ConsumerGroupDescribeService<G> {
     const KEY: i16 = ConsumerGroupDescribeRequest::KEY;
 }
 
-impl<G> Service<G, ConsumerGroupDescribeRequest> for ConsumerGroupDescribeService
+impl<G, I> Service<I> for ConsumerGroupDescribeService<G>
 where
     G: Storage,
+    I: Into<RequestInput<ConsumerGroupDescribeRequest>> + Send + 'static,
 {
-    type Response = ConsumerGroupDescribeResponse;
+    type Output = ConsumerGroupDescribeResponse;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(
-        &self,
-        ctx: Context<G>,
-        req: ConsumerGroupDescribeRequest,
-    ) -> Result<Self::Response, Self::Error> {
-        ctx.state()
-            .describe_groups(req.group_ids.as_deref(), req.include_authorized_operations)
+    #[instrument(skip(self, input))]
+    async fn serve(&self, input: I) -> Result<Self::Output, Self::Error> {
+        let input = input.into();
+        let include_authorized_operations = input.request.include_authorized_operations;
+
+        self.storage
+            .describe_groups(
+                input.request.group_ids.as_deref(),
+                include_authorized_operations,
+            )
             .await
             .inspect(|described| debug!(?described))
             .map(|described| {
                 described
                     .iter()
                     .map(DescribedGroup::from)
+                    .map(|group| {
+                        let operations = authorized_operations::group(
+                            include_authorized_operations,
+                            group.error_code,
+                        );
+                        group.authorized_operations(operations)
+                    })
                     .collect::<Vec<_>>()
             })
             .map(Some)

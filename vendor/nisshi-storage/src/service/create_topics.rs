@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -16,21 +16,26 @@ use nisshi_sans_io::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, ErrorCode, NULL_TOPIC_ID,
     create_topics_response::CreatableTopicResult,
 };
-use rama::{Context, Service};
+use rama::Service;
 use tracing::{debug, instrument};
+use uuid::Uuid;
 
-use crate::{Error, Result, Storage, service::metadata::is_valid_topic_name};
+use validation::{ValidatedCreateTopicsRequest, ValidatedTopic, error_result};
 
-/// Patched for sluice: the most partitions a topic may have. Metadata answers list every
-/// partition of every topic, so this bounds what one request can make the broker build.
-pub(crate) const MAX_PARTITIONS: i32 = 10_000;
+use crate::{Error, Result, Storage, TopicId};
 
-/// A [`Service`] using [`Storage`] as [`Context`] taking [`CreateTopicsRequest`] returning [`CreateTopicsResponse`].
-/// ```
-/// use rama::{Context, Layer, Service as _, layer::MapStateLayer};
+pub(crate) mod validation;
+
+/// A [`Service`] using its [`Storage`] taking [`ValidatedCreateTopicsRequest`] returning [`CreateTopicsResponse`].
+///
+/// Wrap it in a [`CreateTopicsValidationLayer`](validation::CreateTopicsValidationLayer) to serve a
+/// [`CreateTopicsRequest`].
+///
+/// ```no_run
+/// use rama::{Layer as _, Service as _};
 /// use nisshi_sans_io::{NULL_TOPIC_ID, CreateTopicsRequest,
 ///     create_topics_request::CreatableTopic, ErrorCode};
-/// use nisshi_storage::{CreateTopicsService, Error, StorageContainer};
+/// use nisshi_storage::{CreateTopicsService, CreateTopicsValidationLayer, Error, StorageContainer};
 /// use url::Url;
 ///
 /// # #[tokio::main]
@@ -43,13 +48,12 @@ pub(crate) const MAX_PARTITIONS: i32 = 10_000;
 ///     .build()
 ///     .await?;
 ///
-/// let service = MapStateLayer::new(|_| storage).into_layer(CreateTopicsService);
+/// let service = CreateTopicsValidationLayer::new().layer(CreateTopicsService { storage });
 ///
 /// let name = "abcba";
 ///
 /// let response = service
 ///     .serve(
-///         Context::default(),
 ///         CreateTopicsRequest::default()
 ///             .topics(Some(vec![
 ///                 CreatableTopic::default()
@@ -74,88 +78,89 @@ pub(crate) const MAX_PARTITIONS: i32 = 10_000;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct CreateTopicsService;
+#[derive(Clone, Debug)]
+pub struct CreateTopicsService<G> {
+    pub storage: G,
+}
 
-impl ApiKey for CreateTopicsService {
+impl<G> ApiKey for CreateTopicsService<G> {
     const KEY: i16 = CreateTopicsRequest::KEY;
 }
 
-impl<G> Service<G, CreateTopicsRequest> for CreateTopicsService
+impl<G> CreateTopicsService<G>
 where
     G: Storage,
 {
-    type Response = CreateTopicsResponse;
+    /// Whether the topic `name` exists. A topic whose lookup fails counts as missing, so that its
+    /// rejection keeps the error that the request caused.
+    async fn topic_exists(&self, name: &str) -> bool {
+        self.storage
+            .metadata(Some(&[TopicId::Name(name.to_owned())]))
+            .await
+            .inspect_err(|error| debug!(topic = name, ?error))
+            .is_ok_and(|metadata| {
+                // A backend can return topics other than the one that the lookup names.
+                metadata.topics().iter().any(|topic| {
+                    topic.name.as_deref() == Some(name)
+                        && topic.error_code == i16::from(ErrorCode::None)
+                })
+            })
+    }
+}
+
+impl<G> Service<ValidatedCreateTopicsRequest> for CreateTopicsService<G>
+where
+    G: Storage,
+{
+    type Output = CreateTopicsResponse;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
+    #[instrument(skip(self, request))]
     async fn serve(
         &self,
-        ctx: Context<G>,
-        req: CreateTopicsRequest,
-    ) -> Result<Self::Response, Self::Error> {
+        request: ValidatedCreateTopicsRequest,
+    ) -> Result<Self::Output, Self::Error> {
         let mut topics = vec![];
 
-        for mut topic in req.topics.unwrap_or_default() {
-            let name = topic.name.clone();
+        for topic in request.topics {
+            let topic = match topic {
+                ValidatedTopic::Valid(topic) => topic,
 
-            let num_partitions = Some(match topic.num_partitions {
-                -1 => {
-                    topic.num_partitions = 3;
-                    topic.num_partitions
+                ValidatedTopic::Rejected(result) => {
+                    // Kafka answers TOPIC_ALREADY_EXISTS for an existing topic before it checks
+                    // the configs ([ReplicationControlManager.java#L601-L609]), and a client that
+                    // treats that answer as success repeats a create with the same configs.
+                    //
+                    // [ReplicationControlManager.java#L601-L609]: https://github.com/apache/kafka/blob/3.9.1/metadata/src/main/java/org/apache/kafka/controller/ReplicationControlManager.java#L601-L609
+                    let result = if result.error_code == i16::from(ErrorCode::InvalidConfig)
+                        && self.topic_exists(&result.name).await
+                    {
+                        error_result(
+                            result.name,
+                            result.num_partitions,
+                            result.replication_factor,
+                            ErrorCode::TopicAlreadyExists,
+                        )
+                    } else {
+                        result
+                    };
+
+                    topics.push(result);
+                    continue;
                 }
-                otherwise => otherwise,
-            });
-
-            let replication_factor = Some(match topic.replication_factor {
-                -1 => {
-                    topic.replication_factor = 1;
-                    topic.replication_factor
-                }
-                otherwise => otherwise,
-            });
-
-            // Patched for sluice: a topic is checked as Kafka checks it before any engine
-            // sees it. Upstream passed any partition count and replication factor on: a
-            // negative replication factor later panicked DescribeTopicPartitions, and a huge
-            // partition count made every Metadata request allocate for all of them and abort
-            // the process, while the SQLite engine held its lock creating them for hours.
-            let invalid = if !is_valid_topic_name(&name) {
-                Some((ErrorCode::InvalidTopicException, "invalid topic name".to_owned()))
-            } else if !(1..=MAX_PARTITIONS).contains(&topic.num_partitions) {
-                Some((
-                    ErrorCode::InvalidPartitions,
-                    format!("the number of partitions must be between 1 and {MAX_PARTITIONS}"),
-                ))
-            } else if topic.replication_factor < 1 {
-                Some((
-                    ErrorCode::InvalidReplicationFactor,
-                    "the replication factor must be at least 1".to_owned(),
-                ))
-            } else {
-                None
             };
 
-            if let Some((error_code, message)) = invalid {
-                topics.push(
-                    CreatableTopicResult::default()
-                        .name(name)
-                        .topic_id(Some(NULL_TOPIC_ID))
-                        .error_code(error_code.into())
-                        .error_message(Some(message))
-                        .topic_config_error_code(None)
-                        .num_partitions(num_partitions)
-                        .replication_factor(replication_factor)
-                        .configs(Some([].into())),
-                );
-                continue;
-            }
+            let name = topic.name.clone();
+            let num_partitions = Some(topic.num_partitions);
+            let replication_factor = Some(topic.replication_factor);
 
-            match ctx
-                .state()
-                .create_topic(topic, req.validate_only.unwrap_or_default())
-                .await
-            {
+            let created = if request.validate_only {
+                self.dry_run(&name).await
+            } else {
+                self.storage.create_topic(topic, false).await
+            };
+
+            match created {
                 Ok(topic_id) => {
                     debug!(?topic_id);
 
@@ -172,17 +177,12 @@ where
                     );
                 }
 
-                Err(Error::Api(error_code)) => topics.push(
-                    CreatableTopicResult::default()
-                        .name(name)
-                        .topic_id(Some(NULL_TOPIC_ID))
-                        .error_code(error_code.into())
-                        .error_message(Some(error_code.to_string()))
-                        .topic_config_error_code(None)
-                        .num_partitions(num_partitions)
-                        .replication_factor(replication_factor)
-                        .configs(Some([].into())),
-                ),
+                Err(Error::Api(error_code)) => topics.push(error_result(
+                    name,
+                    num_partitions,
+                    replication_factor,
+                    error_code,
+                )),
 
                 Err(error) => {
                     debug!(?error);
@@ -205,5 +205,43 @@ where
         Ok(CreateTopicsResponse::default()
             .topics(Some(topics))
             .throttle_time_ms(Some(0)))
+    }
+}
+
+impl<G> CreateTopicsService<G>
+where
+    G: Storage,
+{
+    /// Answers a dry run of creating the topic `name`, for a `validate_only` request. The
+    /// dry run checks whether the topic exists and does not create it.
+    ///
+    /// An existing topic fails with [`ErrorCode::TopicAlreadyExists`]. Any other storage error
+    /// code fails with [`ErrorCode::UnknownServerError`]. A new topic succeeds with a random
+    /// topic id instead of the null topic id, because Kafka 3.9.1 answers a `validate_only`
+    /// request with a random id ([`createTopic`]). No stored topic has that id.
+    ///
+    /// [`createTopic`]: https://github.com/apache/kafka/blob/3.9.1/metadata/src/main/java/org/apache/kafka/controller/ReplicationControlManager.java#L778
+    async fn dry_run(&self, name: &str) -> Result<Uuid> {
+        let metadata = self
+            .storage
+            .metadata(Some(&[TopicId::Name(name.into())]))
+            .await?;
+
+        // `Storage::metadata` includes every requested topic that exists, and may leave out
+        // one that does not, so a name that is missing from the response is a topic that
+        // does not exist.
+        let Some(topic) = metadata
+            .topics()
+            .iter()
+            .find(|topic| topic.name.as_deref() == Some(name))
+        else {
+            return Ok(Uuid::new_v4());
+        };
+
+        match ErrorCode::try_from(topic.error_code) {
+            Ok(ErrorCode::None) => Err(Error::Api(ErrorCode::TopicAlreadyExists)),
+            Ok(ErrorCode::UnknownTopicOrPartition) => Ok(Uuid::new_v4()),
+            _ => Err(Error::Api(ErrorCode::UnknownServerError)),
+        }
     }
 }

@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -12,15 +12,18 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use nisshi_sans_io::{ApiKey, ConfigResource, DescribeConfigsRequest, DescribeConfigsResponse};
-use rama::{Context, Service};
+use nisshi_sans_io::{
+    ApiKey, ConfigResource, DescribeConfigsRequest, DescribeConfigsResponse, ErrorCode,
+    RequestInput, describe_configs_response::DescribeConfigsResult,
+};
+use rama::Service;
 use tracing::{error, instrument};
 
 use crate::{Error, Result, Storage};
 
-/// A [`Service`] using [`Storage`] as [`Context`] taking [`DescribeConfigsRequest`] returning [`DescribeConfigsResponse`].
-/// ```
-/// use rama::{Context, Layer, Service as _, layer::MapStateLayer};
+/// A [`Service`] using its [`Storage`] taking [`DescribeConfigsRequest`] returning [`DescribeConfigsResponse`].
+/// ```no_run
+/// use rama::Service as _;
 /// use nisshi_sans_io::{ConfigResource, DescribeConfigsRequest,
 ///     EndpointType, ErrorCode, describe_configs_request::DescribeConfigsResource};
 /// use nisshi_storage::{DescribeConfigsService, Error, StorageContainer};
@@ -36,11 +39,10 @@ use crate::{Error, Result, Storage};
 ///     .build()
 ///     .await?;
 ///
-/// let service = MapStateLayer::new(|_| storage).into_layer(DescribeConfigsService);
+/// let service = DescribeConfigsService { storage };
 ///
 /// let response = service
 ///     .serve(
-///         Context::default(),
 ///         DescribeConfigsRequest::default()
 ///             .include_documentation(Some(false))
 ///             .include_synonyms(Some(false))
@@ -61,41 +63,97 @@ use crate::{Error, Result, Storage};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct DescribeConfigsService;
+#[derive(Clone, Debug)]
+pub struct DescribeConfigsService<G> {
+    pub storage: G,
+}
 
-impl ApiKey for DescribeConfigsService {
+impl<G> ApiKey for DescribeConfigsService<G> {
     const KEY: i16 = DescribeConfigsRequest::KEY;
 }
 
-impl<G> Service<G, DescribeConfigsRequest> for DescribeConfigsService
+impl<G, I> Service<I> for DescribeConfigsService<G>
 where
     G: Storage,
+    I: Into<RequestInput<DescribeConfigsRequest>> + Send + 'static,
 {
-    type Response = DescribeConfigsResponse;
+    type Output = DescribeConfigsResponse;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(
-        &self,
-        ctx: Context<G>,
-        req: DescribeConfigsRequest,
-    ) -> Result<Self::Response, Self::Error> {
+    #[instrument(skip(self, input))]
+    async fn serve(&self, input: I) -> Result<Self::Output, Self::Error> {
+        let input = input.into();
         let mut results = vec![];
 
-        for resource in req.resources.unwrap_or_default() {
-            results.push(
-                ctx.state()
-                    .describe_config(
-                        resource.resource_name.as_str(),
-                        ConfigResource::from(resource.resource_type),
-                        resource.configuration_keys.as_deref(),
-                    )
-                    .await
-                    .inspect_err(|err| error!(?err))?,
-            );
+        for resource in input.request.resources.unwrap_or_default() {
+            let result = match ConfigResource::from(resource.resource_type) {
+                ConfigResource::Broker => self.describe_broker(&resource.resource_name).await,
+                resource_type => {
+                    self.storage
+                        .describe_config(
+                            resource.resource_name.as_str(),
+                            resource_type,
+                            resource.configuration_keys.as_deref(),
+                        )
+                        .await
+                }
+            };
+
+            results.push(result.inspect_err(|err| error!(?err))?);
         }
 
         Ok(DescribeConfigsResponse::default().results(Some(results)))
+    }
+}
+
+impl<G> DescribeConfigsService<G>
+where
+    G: Storage,
+{
+    /// Describes the broker resource `name`, as Kafka 3.9.1 does
+    /// ([ConfigHelper.scala#L113-L121]). It compares `name` with this broker's node id, and
+    /// does not look it up as a topic.
+    ///
+    /// An empty name selects the dynamic defaults for every broker, and our node id selects
+    /// this broker. Both get an empty config list. Nisshi takes its settings from its command
+    /// line, not from Kafka broker configs, and every engine discards an alter of a broker
+    /// config, so it has no broker config to report. For our node id, Kafka lists every config
+    /// of the broker, so `kafka-configs --describe --all` prints them there. Without `--all`,
+    /// the tool prints only dynamic configs, so it prints what Kafka prints for a broker that
+    /// has none.
+    ///
+    /// Any other name gets `INVALID_REQUEST` with Kafka's message, in this resource's result
+    /// only. The other resources in the request still get an answer.
+    ///
+    /// [ConfigHelper.scala#L113-L121]: https://github.com/apache/kafka/blob/3.9.1/core/src/main/scala/kafka/server/ConfigHelper.scala#L113-L121
+    async fn describe_broker(&self, name: &str) -> Result<DescribeConfigsResult> {
+        let result = DescribeConfigsResult::default()
+            .resource_name(name.into())
+            .resource_type(ConfigResource::Broker.into())
+            .configs(Some(vec![]));
+
+        if name.is_empty() {
+            return Ok(result
+                .error_code(ErrorCode::None.into())
+                .error_message(None));
+        }
+
+        let node = self.storage.node().await?;
+
+        let error_message = match name.parse::<i32>() {
+            Ok(id) if id == node => {
+                return Ok(result
+                    .error_code(ErrorCode::None.into())
+                    .error_message(None));
+            }
+            Ok(_) => format!(
+                "Unexpected broker id, expected {node} or empty string, but received {name}"
+            ),
+            Err(_) => format!("Broker id must be an integer, but it is: {name}"),
+        };
+
+        Ok(result
+            .error_code(ErrorCode::InvalidRequest.into())
+            .error_message(Some(error_message)))
     }
 }

@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -13,16 +13,17 @@
 // limitations under the License.
 
 use nisshi_sans_io::{
-    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, describe_groups_response::DescribedGroup,
+    ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, RequestInput,
+    describe_groups_response::DescribedGroup,
 };
-use rama::{Context, Service};
-use tracing::instrument;
+use rama::Service;
+use tracing::{error, instrument};
 
-use crate::{Error, Result, Storage};
+use crate::{Error, NamedGroupDetail, Result, Storage, authorized_operations};
 
-/// A [`Service`] using [`Storage`] as [`Context`] taking [`DescribeGroupsRequest`] returning [`DescribeGroupsResponse`].
-/// ```
-/// use rama::{Context, Layer as _, Service, layer::MapStateLayer};
+/// A [`Service`] using its [`Storage`] taking [`DescribeGroupsRequest`] returning [`DescribeGroupsResponse`].
+/// ```no_run
+/// use rama::Service;
 /// use nisshi_sans_io::{DescribeGroupsRequest, ErrorCode};
 /// use nisshi_storage::{DescribeGroupsService, Error, StorageContainer};
 /// use url::Url;
@@ -37,13 +38,12 @@ use crate::{Error, Result, Storage};
 ///     .build()
 ///     .await?;
 ///
-/// let service = MapStateLayer::new(|_| storage).into_layer(DescribeGroupsService);
+/// let service = DescribeGroupsService { storage };
 ///
 /// let group_id = "abcba";
 ///
 /// let response = service
 ///     .serve(
-///         Context::default(),
 ///         DescribeGroupsRequest::default()
 ///             .groups(Some([group_id.into()].into()))
 ///             .include_authorized_operations(Some(false)),
@@ -52,49 +52,115 @@ use crate::{Error, Result, Storage};
 ///
 /// let groups = response.groups.unwrap_or_default();
 /// assert_eq!(1, groups.len());
-/// assert_eq!(ErrorCode::None, ErrorCode::try_from(groups[0].error_code)?);
+/// assert_eq!(ErrorCode::GroupIdNotFound, ErrorCode::try_from(groups[0].error_code)?);
 /// assert_eq!(group_id, groups[0].group_id.as_str());
-/// assert_eq!("Empty", groups[0].group_state.as_str());
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct DescribeGroupsService;
+#[derive(Clone, Debug)]
+pub struct DescribeGroupsService<G> {
+    pub storage: G,
+}
 
-impl ApiKey for DescribeGroupsService {
+impl<G> ApiKey for DescribeGroupsService<G> {
     const KEY: i16 = DescribeGroupsRequest::KEY;
 }
 
-impl<G> Service<G, DescribeGroupsRequest> for DescribeGroupsService
+impl<G, I> Service<I> for DescribeGroupsService<G>
 where
     G: Storage,
+    I: Into<RequestInput<DescribeGroupsRequest>> + Send + 'static,
 {
-    type Response = DescribeGroupsResponse;
+    type Output = DescribeGroupsResponse;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(
-        &self,
-        ctx: Context<G>,
-        req: DescribeGroupsRequest,
-    ) -> Result<Self::Response, Self::Error> {
-        ctx.state()
-            .describe_groups(
-                req.groups.as_deref(),
-                req.include_authorized_operations.unwrap_or(false),
-            )
-            .await
-            .map(|described| {
-                described
-                    .iter()
-                    .map(DescribedGroup::from)
-                    .collect::<Vec<_>>()
+    #[instrument(skip(self, input))]
+    async fn serve(&self, input: I) -> Result<Self::Output, Self::Error> {
+        let input = input.into();
+        let include_authorized_operations =
+            input.request.include_authorized_operations.unwrap_or(false);
+
+        let group_ids = input.request.groups.as_deref();
+
+        Ok(describe_groups_response(
+            self.storage
+                .describe_groups(group_ids, include_authorized_operations)
+                .await,
+            group_ids,
+            include_authorized_operations,
+        ))
+    }
+}
+
+/// Returns the `DescribeGroups` response that describes each group in `described`, with its
+/// authorized operations when `include_authorized_operations` asks for them.
+///
+/// A storage error answers each group in `group_ids` with an error code instead of being
+/// returned, as Kafka answers each group, because the connection closes on a returned error, and
+/// the client gets no answer.
+pub fn describe_groups_response(
+    described: Result<Vec<NamedGroupDetail>>,
+    group_ids: Option<&[String]>,
+    include_authorized_operations: bool,
+) -> DescribeGroupsResponse {
+    let described = described.unwrap_or_else(|err| {
+        error!(?err, "the groups could not be described");
+
+        group_ids
+            .unwrap_or_default()
+            .iter()
+            .map(|group_id| {
+                NamedGroupDetail::error_code(group_id.clone(), err.group_request_error_code())
             })
-            .map(Some)
-            .map(|groups| {
-                DescribeGroupsResponse::default()
-                    .throttle_time_ms(Some(0))
-                    .groups(groups)
-            })
+            .collect()
+    });
+
+    let groups = described
+        .iter()
+        .map(DescribedGroup::from)
+        .map(|group| {
+            let operations =
+                authorized_operations::group(include_authorized_operations, group.error_code);
+            group.authorized_operations(Some(operations))
+        })
+        .collect::<Vec<_>>();
+
+    DescribeGroupsResponse::default()
+        .throttle_time_ms(Some(0))
+        .groups(Some(groups))
+}
+
+#[cfg(test)]
+mod tests {
+    use nisshi_sans_io::ErrorCode;
+
+    use super::*;
+
+    #[test]
+    fn storage_error_answers_each_group_with_coordinator_not_available() -> Result<()> {
+        let group_ids = ["a".to_owned(), "b".to_owned()];
+
+        let response = describe_groups_response(
+            Err(Error::Message("connection refused".into())),
+            Some(&group_ids),
+            false,
+        );
+
+        let answered = response
+            .groups
+            .unwrap_or_default()
+            .into_iter()
+            .map(|group| Ok((group.group_id, ErrorCode::try_from(group.error_code)?)))
+            .collect::<Result<Vec<_>>>()?;
+
+        assert_eq!(
+            vec![
+                ("a".to_owned(), ErrorCode::CoordinatorNotAvailable),
+                ("b".to_owned(), ErrorCode::CoordinatorNotAvailable),
+            ],
+            answered
+        );
+
+        Ok(())
     }
 }

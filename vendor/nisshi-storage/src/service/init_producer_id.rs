@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -12,15 +12,20 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use nisshi_sans_io::{ApiKey, ErrorCode, InitProducerIdRequest, InitProducerIdResponse};
-use rama::{Context, Service};
-use tracing::instrument;
+use nisshi_sans_io::{
+    ApiKey, ErrorCode, InitProducerIdRequest, InitProducerIdResponse, RequestInput,
+};
+use rama::Service;
+use tracing::{info, instrument, warn};
 
-use crate::{Error, Result, Storage};
+use crate::{Error, ProducerIdResponse, Result, Storage, producer_claim};
 
-/// A [`Service`] using [`Storage`] as [`Context`] taking [`InitProducerIdRequest`] returning [`InitProducerIdResponse`].
-/// ```
-/// use rama::{Context, Layer as _, Service as _, layer::MapStateLayer};
+/// A [`Service`] using its [`Storage`] taking [`InitProducerIdRequest`] returning [`InitProducerIdResponse`].
+///
+/// The service serves only idempotent producers, and answers a request that carries a transactional
+/// ID with [`ErrorCode::TransactionalIdAuthorizationFailed`] before it calls the storage.
+/// ```no_run
+/// use rama::Service as _;
 /// use nisshi_sans_io::{ErrorCode, InitProducerIdRequest, InitProducerIdResponse};
 /// use nisshi_storage::{Error, InitProducerIdService, StorageContainer};
 /// use url::Url;
@@ -39,7 +44,7 @@ use crate::{Error, Result, Storage};
 ///     .build()
 ///     .await?;
 ///
-/// let service = MapStateLayer::new(|_| storage).into_layer(InitProducerIdService);
+/// let service = InitProducerIdService { storage };
 ///
 /// let transactional_id = None;
 /// let transaction_timeout_ms = 0;
@@ -49,7 +54,6 @@ use crate::{Error, Result, Storage};
 /// assert_eq!(
 ///     service
 ///         .serve(
-///             Context::default(),
 ///             InitProducerIdRequest::default()
 ///                 .transactional_id(transactional_id.clone())
 ///                 .transaction_timeout_ms(transaction_timeout_ms)
@@ -66,7 +70,6 @@ use crate::{Error, Result, Storage};
 /// assert_eq!(
 ///     service
 ///         .serve(
-///             Context::default(),
 ///             InitProducerIdRequest::default()
 ///                 .transactional_id(transactional_id)
 ///                 .transaction_timeout_ms(transaction_timeout_ms)
@@ -82,59 +85,80 @@ use crate::{Error, Result, Storage};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct InitProducerIdService;
+#[derive(Clone, Debug)]
+pub struct InitProducerIdService<G> {
+    pub storage: G,
+}
 
-impl ApiKey for InitProducerIdService {
+impl<G> ApiKey for InitProducerIdService<G> {
     const KEY: i16 = InitProducerIdRequest::KEY;
 }
 
-impl<G> Service<G, InitProducerIdRequest> for InitProducerIdService
+impl<G, I> Service<I> for InitProducerIdService<G>
 where
     G: Storage,
+    I: Into<RequestInput<InitProducerIdRequest>> + Send + 'static,
 {
-    type Response = InitProducerIdResponse;
+    type Output = InitProducerIdResponse;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(
-        &self,
-        ctx: Context<G>,
-        req: InitProducerIdRequest,
-    ) -> Result<Self::Response, Self::Error> {
-        // Patched for sluice: the engines only know a request for a new producer, with the
-        // id and epoch both -1. Versions 0 to 2 carry neither (kafkajs' and kafka-python's
-        // idempotent producers send them), and Kafka reads that as a new producer. A request
-        // naming the producer and epoch it has (KIP-360, after a delivery timeout or an
-        // unknown producer) gets a fresh epoch: a new producer when it is not transactional,
-        // the transaction's producer with its next epoch when it is. An id without an epoch,
-        // or the other way round, is INVALID_REQUEST, as in Kafka.
-        let (producer_id, producer_epoch) = match (req.producer_id, req.producer_epoch) {
-            (None, None) | (Some(-1), Some(-1)) => (-1, -1),
-            (Some(id), Some(epoch)) if id >= 0 && epoch >= 0 => (-1, -1),
-            _ => {
-                return Ok(InitProducerIdResponse::default()
-                    .throttle_time_ms(0)
-                    .error_code(ErrorCode::InvalidRequest.into())
-                    .producer_id(-1)
-                    .producer_epoch(-1));
+    #[instrument(skip(self, input))]
+    async fn serve(&self, input: I) -> Result<Self::Output, Self::Error> {
+        let input = input.into();
+
+        // Nisshi does not support transactions.
+        let response = if input.request.transactional_id.is_some() {
+            // Kafka answers this error to a principal that may not use a transactional ID
+            // ([KafkaApis.scala#L2310-L2312]). The Java client's `initTransactions()` throws it
+            // ([TransactionManager.java#L1325-L1329]). librdkafka treats it as fatal
+            // ([rdkafka_idempotence.c#L162-L165]). In both clients, the producer stops before it
+            // sends a record.
+            //
+            // [KafkaApis.scala#L2310-L2312]: https://github.com/apache/kafka/blob/3.9.1/core/src/main/scala/kafka/server/KafkaApis.scala#L2310-L2312
+            // [TransactionManager.java#L1325-L1329]: https://github.com/apache/kafka/blob/3.9.1/clients/src/main/java/org/apache/kafka/clients/producer/internals/TransactionManager.java#L1325-L1329
+            // [rdkafka_idempotence.c#L162-L165]: https://github.com/confluentinc/librdkafka/blob/v2.3.0/src/rdkafka_idempotence.c#L162-L165
+            warn!(
+                transactional_id = ?input.request.transactional_id,
+                "refusing InitProducerId: transactions are not supported"
+            );
+            ProducerIdResponse::failed(ErrorCode::TransactionalIdAuthorizationFailed)
+        } else {
+            match producer_claim(input.request.producer_id, input.request.producer_epoch) {
+                Ok(claim) => {
+                    // v0-2 have no ProducerId or ProducerEpoch, so a fresh request reaches storage
+                    // as -1, the default Kafka gives those fields.
+                    let (producer_id, producer_epoch) = claim.unwrap_or((-1, -1));
+
+                    self.storage
+                        .init_producer(
+                            None,
+                            input.request.transaction_timeout_ms,
+                            Some(producer_id),
+                            Some(producer_epoch),
+                        )
+                        .await?
+                }
+
+                Err(error) => ProducerIdResponse::failed(error),
             }
         };
 
-        ctx.state()
-            .init_producer(
-                req.transactional_id.as_deref(),
-                req.transaction_timeout_ms,
-                Some(producer_id),
-                Some(producer_epoch),
-            )
-            .await
-            .map(|response| {
-                InitProducerIdResponse::default()
-                    .throttle_time_ms(0)
-                    .error_code(response.error.into())
-                    .producer_id(response.id)
-                    .producer_epoch(response.epoch)
-            })
+        // A failed answer carries producer ID and epoch -1, so this log is the only
+        // record of what the producer claimed.
+        if response.error != ErrorCode::None {
+            info!(
+                transactional_id = input.request.transactional_id,
+                producer_id = input.request.producer_id,
+                producer_epoch = input.request.producer_epoch,
+                error_code = ?response.error,
+                "rejecting init producer id",
+            );
+        }
+
+        Ok(InitProducerIdResponse::default()
+            .throttle_time_ms(0)
+            .error_code(response.error.into())
+            .producer_id(response.id)
+            .producer_epoch(response.epoch))
     }
 }

@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -12,73 +12,102 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use crate::{Error, Result, Storage, TopicId};
+use crate::{Error, Result, Storage};
 use nisshi_sans_io::{
     ApiKey, ErrorCode, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
-    list_partition_reassignments_response::{
-        OngoingPartitionReassignment, OngoingTopicReassignment,
-    },
+    RequestInput,
 };
-use rama::{Context, Service};
+use rama::Service;
 use tracing::instrument;
 
-/// A [`Service`] using [`Storage`] as [`Context`] taking [`ListPartitionReassignmentsRequest`] returning [`ListPartitionReassignmentsResponse`].
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct ListPartitionReassignmentsService;
+/// A [`Service`] taking [`ListPartitionReassignmentsRequest`] and answering that no partition
+/// reassignment is in progress, for any request.
+///
+/// The answer has no error and an empty topics list, as Kafka answers when nothing is moving,
+/// whether the request lists every topic or names some, existing or not. The [`Storage`] is
+/// not read.
+#[derive(Clone, Debug)]
+pub struct ListPartitionReassignmentsService<G> {
+    pub storage: G,
+}
 
-impl ApiKey for ListPartitionReassignmentsService {
+impl<G> ApiKey for ListPartitionReassignmentsService<G> {
     const KEY: i16 = ListPartitionReassignmentsRequest::KEY;
 }
 
-impl<G> Service<G, ListPartitionReassignmentsRequest> for ListPartitionReassignmentsService
+impl<G, I> Service<I> for ListPartitionReassignmentsService<G>
 where
     G: Storage,
+    I: Into<RequestInput<ListPartitionReassignmentsRequest>> + Send + 'static,
 {
-    type Response = ListPartitionReassignmentsResponse;
+    type Output = ListPartitionReassignmentsResponse;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(
-        &self,
-        ctx: Context<G>,
-        req: ListPartitionReassignmentsRequest,
-    ) -> Result<Self::Response, Self::Error> {
-        let topics = req.topics.map(|topics| {
-            topics
-                .iter()
-                .map(|topic| TopicId::Name(topic.name.as_str().into()))
-                .collect::<Vec<_>>()
-        });
+    #[instrument(skip(self, input))]
+    async fn serve(&self, input: I) -> Result<Self::Output, Self::Error> {
+        let _ = input;
 
-        let metadata = ctx.state().metadata(topics.as_deref()).await?;
-
-        let mut ongoing = vec![];
-
-        for topic in metadata.topics() {
-            let Some(ref name) = topic.name else { continue };
-
-            ongoing.push(
-                OngoingTopicReassignment::default()
-                    .name(name.into())
-                    .partitions(topic.partitions.as_ref().map(|partitions| {
-                        partitions
-                            .iter()
-                            .map(|partition| {
-                                OngoingPartitionReassignment::default()
-                                    .partition_index(partition.partition_index)
-                                    .replicas(partition.replica_nodes.clone())
-                                    .adding_replicas(Some(vec![]))
-                                    .removing_replicas(Some(vec![]))
-                            })
-                            .collect::<Vec<_>>()
-                    })),
-            );
-        }
-
+        // The broker is a single node and never moves a partition, so nothing is ever being
+        // reassigned. Deliberately narrow: answering from topic metadata would report every
+        // partition as reassigning and add a storage failure mode to a constant answer.
         Ok(ListPartitionReassignmentsResponse::default()
             .throttle_time_ms(0)
             .error_code(ErrorCode::None.into())
             .error_message(None)
-            .topics(Some(ongoing)))
+            .topics(Some(vec![])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::assert_matches;
+
+    use nisshi_sans_io::{
+        ErrorCode, ListPartitionReassignmentsRequest, RequestInput,
+        list_partition_reassignments_request::ListPartitionReassignmentsTopics,
+    };
+    use rama::{Service as _, extensions::Extensions};
+
+    use super::ListPartitionReassignmentsService;
+    use crate::{
+        Result,
+        service::{RequestChannelService, bounded_channel},
+    };
+
+    /// Storage whose channel is closed fails every call, so any answer proves storage
+    /// was never read.
+    #[tokio::test]
+    async fn answers_without_reading_storage() -> Result<()> {
+        let (tx, rx) = bounded_channel(1);
+        drop(rx);
+
+        let service = ListPartitionReassignmentsService {
+            storage: RequestChannelService::new(tx),
+        };
+
+        let named = vec![
+            ListPartitionReassignmentsTopics::default()
+                .name("t".into())
+                .partition_indexes(Some(vec![0, 1])),
+        ];
+
+        for topics in [None, Some(named), Some(vec![])] {
+            let response = service
+                .serve(RequestInput {
+                    request: ListPartitionReassignmentsRequest::default().topics(topics.clone()),
+                    extensions: Extensions::default(),
+                })
+                .await?;
+
+            assert_eq!(
+                ErrorCode::None,
+                ErrorCode::try_from(response.error_code)?,
+                "{topics:?}"
+            );
+            assert_eq!(None, response.error_message, "{topics:?}");
+            assert_matches!(response.topics.as_deref(), Some([]), "{topics:?}");
+        }
+
+        Ok(())
     }
 }

@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -12,18 +12,20 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use nisshi_sans_io::{
-    ApiKey, ErrorCode, MetadataRequest, MetadataResponse, create_topics_request::CreatableTopic,
-};
-use rama::{Context, Service};
 use std::sync::atomic::{AtomicI32, Ordering};
+
+use nisshi_sans_io::{
+    ApiKey, ErrorCode, MetadataRequest, MetadataResponse, RequestInput,
+    create_topics_request::CreatableTopic, topic::is_valid_topic_name,
+};
+use rama::Service;
 use tracing::{debug, error, instrument};
 
-use crate::{Error, Result, Storage, TopicId};
+use crate::{Error, Result, Storage, TopicId, authorized_operations};
 
-/// A [`Service`] using [`Storage`] as [`Context`] taking [`MetadataRequest`] returning [`MetadataRequest`].
-/// ```
-/// use rama::{Context, Layer as _, Service, layer::MapStateLayer};
+/// A [`Service`] using its [`Storage`] taking [`MetadataRequest`] returning [`MetadataResponse`].
+/// ```no_run
+/// use rama::Service;
 /// use nisshi_sans_io::MetadataRequest;
 /// use nisshi_storage::{Error, MetadataService, StorageContainer};
 /// use url::Url;
@@ -42,11 +44,10 @@ use crate::{Error, Result, Storage, TopicId};
 ///     .build()
 ///     .await?;
 ///
-/// let service = MapStateLayer::new(|_| storage).into_layer(MetadataService);
+/// let service = MetadataService { storage };
 ///
 /// let response = service
 ///     .serve(
-///         Context::default(),
 ///         MetadataRequest::default()
 ///             .allow_auto_topic_creation(Some(false))
 ///             .include_cluster_authorized_operations(Some(false))
@@ -64,8 +65,10 @@ use crate::{Error, Result, Storage, TopicId};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct MetadataService;
+#[derive(Clone, Debug)]
+pub struct MetadataService<G> {
+    pub storage: G,
+}
 
 /// Defaults for topics created via auto creation: four partitions is the
 /// `num.partitions` that the Apache Kafka client test suites assume.
@@ -73,70 +76,43 @@ pub struct MetadataService;
 /// `num.partitions`. Upstream fixes it at 4; an embedding broker sets its own once at start.
 static AUTO_CREATE_NUM_PARTITIONS: AtomicI32 = AtomicI32::new(4);
 
-/// Patched for sluice: the ACL operations of a topic (READ, WRITE, CREATE, DELETE, ALTER,
-/// DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS) and of the cluster (CREATE, ALTER, DESCRIBE,
-/// CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE), as bit sets.
-const TOPIC_OPERATIONS: i32 = bits(&[3, 4, 5, 6, 7, 8, 10, 11]);
-const CLUSTER_OPERATIONS: i32 = bits(&[5, 7, 8, 9, 10, 11, 12]);
-
-const fn bits(operations: &[i32]) -> i32 {
-    let mut set = 0;
-    let mut i = 0;
-    while i < operations.len() {
-        set |= 1 << operations[i];
-        i += 1;
-    }
-    set
-}
-
 /// Sets the number of partitions of topics created because a client named them.
 pub fn set_auto_create_num_partitions(partitions: i32) {
     AUTO_CREATE_NUM_PARTITIONS.store(partitions.max(1), Ordering::Relaxed);
 }
+
 const AUTO_CREATE_REPLICATION_FACTOR: i16 = 1;
 
-/// The Apache Kafka topic name rules: 1 to 249 characters from
-/// `[a-zA-Z0-9._-]`, and not "." or "..".
-pub(crate) fn is_valid_topic_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.len() <= 249
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-}
-
-impl ApiKey for MetadataService {
+impl<G> ApiKey for MetadataService<G> {
     const KEY: i16 = MetadataRequest::KEY;
 }
 
-impl<G> Service<G, MetadataRequest> for MetadataService
+impl<G, I> Service<I> for MetadataService<G>
 where
     G: Storage,
+    I: Into<RequestInput<MetadataRequest>> + Send + 'static,
 {
-    type Response = MetadataResponse;
+    type Output = MetadataResponse;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(
-        &self,
-        ctx: Context<G>,
-        req: MetadataRequest,
-    ) -> Result<Self::Response, Self::Error> {
-        let topics = req
+    #[instrument(skip(self, input))]
+    async fn serve(&self, input: I) -> Result<Self::Output, Self::Error> {
+        let input = input.into();
+
+        let topics = input
+            .request
             .topics
             .map(|topics| topics.iter().map(TopicId::from).collect::<Vec<_>>());
 
-        let mut response = ctx
-            .state()
+        let mut response = self
+            .storage
             .metadata(topics.as_deref())
             .await
             .inspect_err(|err| error!(?err))?;
 
         // versions prior to 4 do not have allow_auto_topic_creation,
         // and behave as if it were true
-        if req.allow_auto_topic_creation.unwrap_or(true) {
+        if input.request.allow_auto_topic_creation.unwrap_or(true) {
             let unknown = response
                 .topics()
                 .iter()
@@ -148,8 +124,8 @@ where
             let mut created = false;
 
             for name in unknown {
-                match ctx
-                    .state()
+                match self
+                    .storage
                     .create_topic(
                         CreatableTopic::default()
                             .name(name)
@@ -174,13 +150,26 @@ where
             }
 
             if created {
-                response = ctx
-                    .state()
+                response = self
+                    .storage
                     .metadata(topics.as_deref())
                     .await
                     .inspect_err(|err| error!(?err))?;
             }
         }
+        // Patched for sluice: as Kafka without an authorizer, the operations asked for are
+        // every operation of the resource type, and i32::MIN stands for "not asked for".
+        // Upstream answered -1, every bit set, for the cluster whether or not it was asked
+        // for, and kafka-python's describe_topics, which asks for both, failed on the bits
+        // that are not operations.
+        let topic_authorized_operations = authorized_operations::requested(
+            input
+                .request
+                .include_topic_authorized_operations
+                .unwrap_or(false),
+            authorized_operations::TOPIC,
+        );
+
         let brokers = Some(response.brokers().to_owned());
         let cluster_id = response.cluster().map(|s| s.into());
         let controller_id = response.controller();
@@ -202,33 +191,16 @@ where
                         topic.clone()
                     }
                 })
+                .map(|topic| topic.topic_authorized_operations(Some(topic_authorized_operations)))
                 .collect::<Vec<_>>(),
         );
-        // Patched for sluice: as Kafka without an authorizer, the operations asked for are
-        // every operation of the resource type, and i32::MIN stands for "not asked for".
-        // Upstream answered -1, every bit set, and kafka-python's describe_topics, which
-        // asks for both, failed on the bits that are not operations.
-        let cluster_authorized_operations = Some(
-            if req.include_cluster_authorized_operations == Some(true) {
-                CLUSTER_OPERATIONS
-            } else {
-                i32::MIN
-            },
-        );
-        let topic_authorized_operations = if req.include_topic_authorized_operations == Some(true)
-        {
-            TOPIC_OPERATIONS
-        } else {
-            i32::MIN
-        };
-        let topics = topics.map(|topics| {
-            topics
-                .into_iter()
-                .map(|topic| {
-                    topic.topic_authorized_operations(Some(topic_authorized_operations))
-                })
-                .collect::<Vec<_>>()
-        });
+        let cluster_authorized_operations = Some(authorized_operations::requested(
+            input
+                .request
+                .include_cluster_authorized_operations
+                .unwrap_or(false),
+            authorized_operations::CLUSTER,
+        ));
 
         let throttle_time_ms = Some(0);
 

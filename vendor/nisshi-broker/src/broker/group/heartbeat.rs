@@ -1,4 +1,4 @@
-// Copyright ⓒ 2024-2025 Peter Morgan <peter.james.morgan@gmail.com>
+// Copyright ⓒ 2024-2026 Peter Morgan <peter.james.morgan@gmail.com>
 //
 // Licensed under the Apache License, Version 2.0 (the "License");
 // you may not use this file except in compliance with the License.
@@ -12,35 +12,35 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use nisshi_sans_io::{ApiKey, Frame, Header, HeartbeatRequest};
-use rama::{Context, Service};
+use nisshi_sans_io::{ApiKey, Frame, FrameInput, Header, HeartbeatRequest};
+use rama::Service;
 use tracing::instrument;
 
 use crate::{Error, Result, coordinator::group::Coordinator};
 
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct HeartbeatService;
+#[derive(Clone, Debug)]
+pub struct HeartbeatService<C> {
+    pub coordinator: C,
+}
 
-impl ApiKey for HeartbeatService {
+impl<C> ApiKey for HeartbeatService<C> {
     const KEY: i16 = HeartbeatRequest::KEY;
 }
 
-impl<C> Service<C, Frame> for HeartbeatService
+impl<C> Service<FrameInput> for HeartbeatService<C>
 where
     C: Coordinator,
 {
-    type Response = Frame;
+    type Output = Frame;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(&self, mut ctx: Context<C>, req: Frame) -> Result<Self::Response, Self::Error> {
-        let correlation_id = req.correlation_id()?;
+    #[instrument(skip(self, req))]
+    async fn serve(&self, req: FrameInput) -> Result<Self::Output, Self::Error> {
+        let correlation_id = req.frame.correlation_id()?;
 
-        let coordinator = ctx.state_mut();
+        let req = HeartbeatRequest::try_from(req.frame.body)?;
 
-        let req = HeartbeatRequest::try_from(req.body)?;
-
-        coordinator
+        self.coordinator
             .heartbeat(
                 req.group_id.as_str(),
                 req.generation_id,

@@ -41,8 +41,13 @@ impl<'de> Decoder<'de> {
         }
     }
 
-    /// Reject any length read from the wire that is larger than `message_max_size`
-    pub(crate) fn message_max_size(self, message_max_size: usize) -> Self {
+    /// Bounds every length-prefixed field this decoder reads to at most
+    /// `message_max_size`, instead of the much larger `MESSAGE_MAX_SIZE`
+    /// fallback. Callers that already know the exact size of the buffer
+    /// they're decoding from (for example a tag field's own already-in-memory
+    /// bytes) should pass that length here.
+    #[must_use]
+    pub fn with_message_max_size(self, message_max_size: usize) -> Self {
         Self {
             message_max_size: Some(message_max_size),
             ..self
@@ -165,7 +170,8 @@ impl<'de> Deserializer<'de> for &mut Decoder<'de> {
         self.reader.read_exact(&mut buf)?;
         let v = u8::from_be_bytes(buf);
 
-        debug!("value: {v}:{}", type_name::<V::Value>(),);
+        // A bytes value can decode one u8 at a time, so we don't log the value.
+        debug!("{}", type_name::<V::Value>());
         visitor.visit_u8(v)
     }
 
@@ -259,7 +265,7 @@ impl<'de> Deserializer<'de> for &mut Decoder<'de> {
                 self.reader.read_exact(&mut buf)?;
                 std::str::from_utf8(buf.as_slice())
                     .map_err(Into::into)
-                    .inspect(|v| debug!("value: {v}:{}", type_name::<V::Value>(),))
+                    .inspect(|v| debug!("len: {}:{}", v.len(), type_name::<V::Value>()))
                     .and_then(|s| visitor.visit_str(s))
             })
     }
@@ -288,7 +294,7 @@ impl<'de> Deserializer<'de> for &mut Decoder<'de> {
 
                 String::from_utf8(buf)
                     .map_err(Into::into)
-                    .inspect(|v| debug!("value: {v}:{}", type_name::<V::Value>(),))
+                    .inspect(|v| debug!("len: {}:{}", v.len(), type_name::<V::Value>()))
                     .and_then(|s| visitor.visit_string(s))
             })
     }
@@ -368,10 +374,7 @@ impl<'de> Deserializer<'de> for &mut Decoder<'de> {
     where
         V: Visitor<'de>,
     {
-        Err(Error::UnexpectedType(format!(
-            "{len}:{}",
-            type_name::<V::Value>()
-        )))
+        visitor.visit_seq(Seq::new(self, Some(len)))
     }
 
     fn deserialize_tuple_struct<V>(
@@ -497,5 +500,34 @@ impl<'de> SeqAccess<'de> for Struct<'de, '_> {
     {
         debug!("seed: {}", type_name_of_val(&seed));
         seed.deserialize(&mut *self.de).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Encode, primitive::varint::UnsignedVarInt};
+    use serde::de::IgnoredAny;
+    use std::io::Cursor;
+
+    /// `deserialize_str` rejects a declared length above the message size limit
+    /// before it allocates. The test matches `MessageMaxSizeExceeded`, because
+    /// without the guard the decoder still fails, with `Error::Io`, after it
+    /// allocates.
+    #[test]
+    fn deserialize_str_length_exceeding_max_size_returns_err_not_huge_allocation() {
+        // Tagged-field string lengths are varint-encoded as length + 1 (0
+        // means null); encode MESSAGE_MAX_SIZE + 2 so the decoded length,
+        // after the mandatory `- 1`, is MESSAGE_MAX_SIZE + 1 - just past
+        // the guard, with no data behind it on the wire.
+        let declared = u32::try_from(MESSAGE_MAX_SIZE).unwrap() + 2;
+        let encoded = UnsignedVarInt(declared).encode().unwrap();
+
+        let mut cursor = Cursor::new(encoded);
+        let mut decoder = Decoder::new(&mut cursor);
+
+        let result = (&mut decoder).deserialize_str(IgnoredAny);
+
+        assert!(matches!(result, Err(Error::MessageMaxSizeExceeded(_))));
     }
 }

@@ -12,38 +12,38 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use nisshi_sans_io::{ApiKey, EndTxnRequest, EndTxnResponse};
-use rama::{Context, Service};
+use nisshi_sans_io::{ApiKey, EndTxnRequest, EndTxnResponse, RequestInput};
+use rama::Service;
 use tracing::instrument;
 
 use crate::{Error, Result, Storage};
 
-#[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
-pub struct EndService;
+#[derive(Clone, Debug)]
+pub struct EndService<G> {
+    pub storage: G,
+}
 
-impl ApiKey for EndService {
+impl<G> ApiKey for EndService<G> {
     const KEY: i16 = EndTxnRequest::KEY;
 }
 
-impl<G> Service<G, EndTxnRequest> for EndService
+impl<G, I> Service<I> for EndService<G>
 where
     G: Storage,
+    I: Into<RequestInput<EndTxnRequest>> + Send + 'static,
 {
-    type Response = EndTxnResponse;
+    type Output = EndTxnResponse;
     type Error = Error;
 
-    #[instrument(skip(ctx, req))]
-    async fn serve(
-        &self,
-        ctx: Context<G>,
-        req: EndTxnRequest,
-    ) -> Result<Self::Response, Self::Error> {
-        ctx.state()
+    #[instrument(skip(self, input))]
+    async fn serve(&self, input: I) -> Result<Self::Output, Self::Error> {
+        let input = input.into();
+        self.storage
             .txn_end(
-                req.transactional_id.as_str(),
-                req.producer_id,
-                req.producer_epoch,
-                req.committed,
+                input.request.transactional_id.as_str(),
+                input.request.producer_id,
+                input.request.producer_epoch,
+                input.request.committed,
             )
             .await
             .map(|error_code| EndTxnResponse::default().error_code(i16::from(error_code)))
