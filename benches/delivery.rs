@@ -12,7 +12,10 @@
 //! measures batched delivery (`BATCH` events at most, default 1000; the function parses each
 //! batch) against a raw rdkafka consumer draining the same records with a trigger's consumer
 //! settings; `MODE=nginx` delivers unordered to nginx from Debian (a `return 200` on
-//! loopback, one worker) against wrk at 64 connections on the same nginx; `MODE=curve` prints
+//! loopback, one worker) against wrk at 64 connections on the same nginx, and runs a
+//! forwarder there too; `MODE=forwarder` measures unordered delivery against the least bridge
+//! from Kafka to HTTP (a raw consumer POSTing each record through the plain client, with no
+//! offsets kept) and against the plain client, all with sluice's headers; `MODE=curve` prints
 //! events/s and CPU per event as partitions, triggers, record size and distinct keys grow
 //! (`bench/curve.py` plots them; `CURVE=bytes,keys` measures only those). Each phase also prints the process's CPU time per
 //! event (user and system, every thread: broker, client, function and sluice).
@@ -207,9 +210,7 @@ fn sluice_headers() -> Headers {
 }
 
 async fn plain_client(url: &str, total: u64, workers: usize, headers: Headers) -> Phase {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client = plain_http_client();
     let uri: hyper::Uri = url.parse().unwrap();
     let next = Arc::new(AtomicU64::new(0));
     let body = Bytes::from(vec![b'x'; 100]);
@@ -289,26 +290,41 @@ async fn produce_with(bootstrap: &str, topic: &str, total: u64, size: usize, key
         .unwrap();
 }
 
-/// A raw rdkafka consumer draining the topic with a trigger's consumer settings, and doing
-/// nothing else with the records; events/s from the first record to the last.
-async fn raw_drain(bootstrap: &str, topic: &str, total: u64, group: &str) -> Phase {
-    use rdkafka::{
-        Message,
-        consumer::{Consumer, StreamConsumer},
-    };
+/// A raw rdkafka consumer with a trigger's consumer settings, subscribed to `topic` in
+/// `group` from the earliest offset.
+fn raw_consumer(bootstrap: &str, topic: &str, group: &str) -> rdkafka::consumer::StreamConsumer {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
     let kafka = Kafka::new(bootstrap, BTreeMap::new());
     let consumer: StreamConsumer =
         sluice::trigger::consumer_config(&kafka, group, config::InitialOffset::Earliest)
             .create()
             .unwrap();
     consumer.subscribe(&[topic]).unwrap();
-    eprintln!("measuring a raw consumer draining {topic}");
-    let mut seen = 0u64;
-    let mut bytes = 0usize;
+    consumer
+}
+
+/// The plain client: hyper's pooled client, with `TCP_NODELAY` as sluice sets it.
+fn plain_http_client() -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Reads `total` records of `topic` with a raw consumer in `group`, handing each value to
+/// `each`. Returns the consumer, when its first record came and the process's CPU time then.
+async fn read_raw(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    total: u64,
+    mut each: impl AsyncFnMut(&[u8]),
+) -> (rdkafka::consumer::StreamConsumer, Instant, f64) {
+    use rdkafka::Message;
+    let consumer = raw_consumer(bootstrap, topic, group);
     let mut first = None;
     let mut cpu = cpu_seconds();
     let started = Instant::now();
-    while seen < total {
+    for seen in 0..total {
         assert!(
             started.elapsed() < Duration::from_secs(600),
             "only {seen} of {total}"
@@ -318,12 +334,21 @@ async fn raw_drain(bootstrap: &str, topic: &str, total: u64, group: &str) -> Pha
             first = Some(Instant::now());
             cpu = cpu_seconds();
         }
-        bytes += message.payload().map_or(0, <[u8]>::len);
-        seen += 1;
+        each(message.payload().unwrap_or_default()).await;
     }
-    let elapsed = first.unwrap_or(started).elapsed().as_secs_f64();
+    (consumer, first.unwrap_or(started), cpu)
+}
+
+/// The phase of `total` events from `first` and the CPU time `cpu` then, to now; closes
+/// `consumer` afterwards (leaving its group takes a while).
+async fn raw_phase(
+    consumer: rdkafka::consumer::StreamConsumer,
+    first: Instant,
+    cpu: f64,
+    total: u64,
+) -> Phase {
+    let elapsed = first.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
-    assert!(bytes > 0);
     tokio::task::spawn_blocking(move || drop(consumer))
         .await
         .unwrap();
@@ -331,6 +356,19 @@ async fn raw_drain(bootstrap: &str, topic: &str, total: u64, group: &str) -> Pha
         rate: total as f64 / elapsed,
         cpu_us: cpu * 1e6 / total as f64,
     }
+}
+
+/// A raw rdkafka consumer draining the topic with a trigger's consumer settings, and doing
+/// nothing else with the records; events/s from the first record to the last.
+async fn raw_drain(bootstrap: &str, topic: &str, total: u64, group: &str) -> Phase {
+    eprintln!("measuring a raw consumer draining {topic}");
+    let mut bytes = 0usize;
+    let (consumer, first, cpu) = read_raw(bootstrap, topic, group, total, async |value| {
+        bytes += value.len();
+    })
+    .await;
+    assert!(bytes > 0);
+    raw_phase(consumer, first, cpu, total).await
 }
 
 /// nginx from Debian answering 200 to every request, on a free loopback port, with one
@@ -437,6 +475,52 @@ impl Drop for Nginx {
     }
 }
 
+/// The least a bridge from Kafka to HTTP does: a raw rdkafka consumer with a trigger's
+/// consumer settings, in a group of its own, POSTing each record's value with `headers` to
+/// `url` through the plain hyper client, [`IN_FLIGHT`] at once. It keeps no offsets, commits
+/// nothing and never retries, so what sluice does past it is what its guarantees cost.
+/// Events/s from the first record to the last answer.
+async fn forwarder(
+    bootstrap: &str,
+    topic: &str,
+    url: &str,
+    total: u64,
+    group: &str,
+    headers: Headers,
+) -> Phase {
+    let client = plain_http_client();
+    let uri: hyper::Uri = url.parse().unwrap();
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let answered = Arc::new(AtomicU64::new(0));
+    eprintln!("measuring a forwarder (raw consumer and plain client) against {url}");
+    let mut tasks = tokio::task::JoinSet::new();
+    let (consumer, first, cpu) = read_raw(bootstrap, topic, group, total, async |value| {
+        let body = Bytes::copy_from_slice(value);
+        let slot = slots.clone().acquire_owned().await.unwrap();
+        let (client, uri, headers, answered) = (
+            client.clone(),
+            uri.clone(),
+            headers.clone(),
+            answered.clone(),
+        );
+        tasks.spawn(async move {
+            let mut request = Request::post(uri).body(Full::new(body)).unwrap();
+            for (name, value) in headers.iter() {
+                let _ = request.headers_mut().append(name.clone(), value.clone());
+            }
+            let response = client.request(request).await.unwrap();
+            let _ = response.into_body().collect().await;
+            answered.fetch_add(1, Ordering::Relaxed);
+            drop(slot);
+        });
+        while tasks.try_join_next().is_some() {}
+    })
+    .await;
+    while tasks.join_next().await.is_some() {}
+    assert_eq!(answered.load(Ordering::Relaxed), total);
+    raw_phase(consumer, first, cpu, total).await
+}
+
 /// Runs one trigger over a pre-filled topic, delivering to `url` outside this process;
 /// returns events/s from the first delivery to the last, read from sluice's metrics.
 async fn sluice_external(
@@ -451,6 +535,7 @@ async fn sluice_external(
         "\
 kafka:
   bootstrap_servers: \"{bootstrap}\"
+  client: {{{client}}}
 triggers:
   - name: {name}
     topics: [{topic}]
@@ -459,7 +544,8 @@ triggers:
     ordering: unordered
     max_in_flight: {IN_FLIGHT}
     dead_letter: none
-"
+",
+        client = std::env::var("CLIENT").unwrap_or_default(),
     );
     let config = config::parse(&yaml, "bench.yaml").unwrap();
     eprintln!("measuring sluice against {url}");
@@ -865,20 +951,74 @@ fn main() {
             let url = format!("http://{}/", nginx.addr);
             let seconds = 10;
             let mut ratios = Vec::new();
+            let mut bridge = Vec::new();
             for round in 1..=rounds {
                 let before = nginx.wrk(IN_FLIGHT, seconds, &full);
                 let ours = sluice_external(&bootstrap, "unordered", &url, round, total).await;
+                let least = forwarder(
+                    &bootstrap,
+                    "unordered",
+                    &url,
+                    total,
+                    &format!("forwarder-nginx-{round}"),
+                    full.clone(),
+                )
+                .await;
                 let after = nginx.wrk(IN_FLIGHT, seconds, &full);
                 let wrk = (before + after) / 2.0;
                 println!(
-                    "round {round}: unordered to nginx: sluice {ours} (sluice's process only), wrk {wrk:.0}/s, ratio {:.2}",
-                    ours.rate / wrk
+                    "round {round}: unordered to nginx: sluice {ours} (sluice's process only), wrk {wrk:.0}/s, ratio {:.2}; forwarder {least}, ratio {:.2}",
+                    ours.rate / wrk,
+                    least.rate / wrk
                 );
                 ratios.push(ours.rate / wrk);
+                bridge.push(least.rate / wrk);
             }
             println!(
                 "unordered to nginx: median ratio {} against wrk at {IN_FLIGHT} connections, over {rounds} rounds; target 0.7",
                 summary(ratios)
+            );
+            println!(
+                "forwarder (raw consumer and plain client) to nginx: median ratio {} against wrk",
+                summary(bridge)
+            );
+            broker.shutdown().await;
+            return;
+        }
+        if mode == Some("forwarder") {
+            // sluice against the least bridge from Kafka to HTTP and against the plain client,
+            // all three sending sluice's headers to the same no-op function, 64 in flight.
+            let mut ratios = vec![Vec::new(), Vec::new(), Vec::new()];
+            for round in 1..=rounds {
+                let plain = plain_client(&url, total, IN_FLIGHT, full.clone()).await;
+                let ours =
+                    sluice_run(&bootstrap, "unordered", "unordered", round, total, "", "fwd").await;
+                let least = forwarder(
+                    &bootstrap,
+                    "unordered",
+                    &url,
+                    total,
+                    &format!("forwarder-{round}"),
+                    full.clone(),
+                )
+                .await;
+                let plain = plain.and(plain_client(&url, total, IN_FLIGHT, full.clone()).await);
+                println!(
+                    "round {round}: unordered: sluice {ours}, forwarder {least}, plain client {plain}; sluice/plain {:.2}, forwarder/plain {:.2}, sluice/forwarder {:.2}",
+                    ours.rate / plain.rate,
+                    least.rate / plain.rate,
+                    ours.rate / least.rate
+                );
+                ratios[0].push(ours.rate / plain.rate);
+                ratios[1].push(least.rate / plain.rate);
+                ratios[2].push(ours.rate / least.rate);
+            }
+            let [to_plain, least_to_plain, to_least] = <[Vec<f64>; 3]>::try_from(ratios).unwrap();
+            println!(
+                "unordered, same headers, {IN_FLIGHT} in flight, over {rounds} rounds: sluice/plain {}, forwarder/plain {}, sluice/forwarder {}",
+                summary(to_plain),
+                summary(least_to_plain),
+                summary(to_least)
             );
             broker.shutdown().await;
             return;

@@ -12,7 +12,10 @@
 //! and p99.9 are printed, and the same quantiles of the per-record difference (how much
 //! later the function got a record than the raw consumer did). A control runs first: a
 //! second raw consumer in sluice's place, whose difference is what two consumers of the
-//! same broker differ by anyway.
+//! same broker differ by anyway. A second control, the forwarder, puts a raw consumer that
+//! POSTs each record's value to the same kind of function (plain hyper client, 64 in
+//! flight, no offsets kept) in sluice's place: what one request per event adds with no
+//! bridge of sluice's in the way.
 //!
 //! Then a `command` function (this binary, started by sluice) gets `BURSTS` bursts
 //! (default 10) of 200 records: kept warm (`min: 1`), and at zero (`min: 0`, stopped after
@@ -34,7 +37,10 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+};
 use rdkafka::{
     Message,
     consumer::{Consumer, StreamConsumer},
@@ -317,6 +323,57 @@ fn raw_reader(
     (consumer, reader)
 }
 
+/// A raw consumer that forwards each record to the function at `addr` as one HTTP POST of
+/// its value, up to [`IN_FLIGHT`] at once, with a plain hyper client: one event per request
+/// and nothing else (no CloudEvent headers, no offsets kept, no commits). What it adds to the
+/// raw consumer is what a request per event costs, with no bridge of sluice's in the way.
+fn forwarding_reader(
+    kafka: &Kafka,
+    group: &str,
+    topic: &str,
+    addr: SocketAddr,
+) -> (Arc<StreamConsumer>, tokio::task::JoinHandle<()>) {
+    let consumer: StreamConsumer = sluice::trigger::consumer_config(
+        kafka,
+        &format!("forward-{group}"),
+        InitialOffset::Earliest,
+    )
+    .create()
+    .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let consumer = Arc::new(consumer);
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let uri: hyper::Uri = format!("http://{addr}/").parse().unwrap();
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    let reader = {
+        let consumer = consumer.clone();
+        tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            loop {
+                let body = match consumer.recv().await {
+                    Ok(message) => Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+                    Err(err) => {
+                        eprintln!("consumer error: {err}");
+                        continue;
+                    }
+                };
+                let slot = slots.clone().acquire_owned().await.unwrap();
+                let (client, uri) = (client.clone(), uri.clone());
+                tasks.spawn(async move {
+                    let request = Request::post(uri).body(Full::new(body)).unwrap();
+                    if let Ok(response) = client.request(request).await {
+                        let _ = response.into_body().collect().await;
+                    }
+                    drop(slot);
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        })
+    };
+    (consumer, reader)
+}
+
 /// One ordering's figures: the raw consumer's and sluice's produce → receipt, and per record
 /// how much later sluice's function got it than the raw consumer did.
 struct Paired {
@@ -345,6 +402,10 @@ async fn paired(bootstrap: &str, topic: &str, ordering: &str, rate: f64, count: 
                 ours.clone(),
             )),
         )
+    } else if ordering == "forwarder" {
+        // The second control: a raw consumer forwarding each record to the same function.
+        let addr = in_process_function(ours.clone()).await;
+        (None, Some(forwarding_reader(&kafka, topic, topic, addr)))
     } else {
         let addr = in_process_function(ours.clone()).await;
         let running = start(&trigger_yaml(
@@ -640,13 +701,25 @@ fn main() {
             "{records} records x {VALUE_BYTES} bytes, {PARTITIONS} partitions, 1,000 keys, embedded broker ({storage_name}), open-loop producer (linger.ms {})",
             std::env::var("LINGER").unwrap_or_else(|_| "5".into())
         );
-        for ordering in ["control", "partition", "key", "unordered"] {
+        for ordering in ["control", "forwarder", "partition", "key", "unordered"] {
             let figures = paired(&bootstrap, &format!("latency-{ordering}"), ordering, rate, records).await;
             if ordering == "control" {
                 println!("control, a second raw consumer in sluice's place:");
                 println!("  {}", line("raw consumer", &figures.raw));
                 println!("  {}", line("second raw consumer", &figures.sluice));
                 println!("  {}", added(&figures.added).replace("sluice's function", "the second"));
+                continue;
+            }
+            if ordering == "forwarder" {
+                println!(
+                    "forwarder, a raw consumer POSTing each record to the same function ({IN_FLIGHT} in flight, plain hyper client) in sluice's place:"
+                );
+                println!("  {}", line("raw consumer", &figures.raw));
+                println!("  {}", line("forwarder's function", &figures.sluice));
+                println!(
+                    "  {}",
+                    added(&figures.added).replace("sluice's function", "the forwarder's function")
+                );
                 continue;
             }
             println!("{ordering}:");
