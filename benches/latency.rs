@@ -295,6 +295,17 @@ async fn wait_measured(measured: impl Fn() -> u64, count: u64) {
     }
 }
 
+/// A consumer with a trigger's consumer settings, subscribed to `topic` in `group` from the
+/// earliest offset.
+fn subscribed(kafka: &Kafka, group: &str, topic: &str) -> Arc<StreamConsumer> {
+    let consumer: StreamConsumer =
+        sluice::trigger::consumer_config(kafka, group, InitialOffset::Earliest)
+            .create()
+            .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    Arc::new(consumer)
+}
+
 /// A raw consumer with a trigger's consumer settings, reading `topic` in a group of its own
 /// and recording into `recorder` until aborted.
 fn raw_reader(
@@ -303,12 +314,7 @@ fn raw_reader(
     topic: &str,
     recorder: Recorder,
 ) -> (Arc<StreamConsumer>, tokio::task::JoinHandle<()>) {
-    let consumer: StreamConsumer =
-        sluice::trigger::consumer_config(kafka, &format!("raw-{group}"), InitialOffset::Earliest)
-            .create()
-            .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let consumer = Arc::new(consumer);
+    let consumer = subscribed(kafka, &format!("raw-{group}"), topic);
     let reader = {
         let consumer = consumer.clone();
         tokio::spawn(async move {
@@ -333,17 +339,11 @@ fn forwarding_reader(
     topic: &str,
     addr: SocketAddr,
 ) -> (Arc<StreamConsumer>, tokio::task::JoinHandle<()>) {
-    let consumer: StreamConsumer = sluice::trigger::consumer_config(
-        kafka,
-        &format!("forward-{group}"),
-        InitialOffset::Earliest,
-    )
-    .create()
-    .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let consumer = Arc::new(consumer);
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let consumer = subscribed(kafka, &format!("forward-{group}"), topic);
+    // TCP_NODELAY, as sluice's connections have it.
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let uri: hyper::Uri = format!("http://{addr}/").parse().unwrap();
     let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let reader = {
